@@ -1,0 +1,161 @@
+"""`trainwright`: validate, plan, generate CRDs, and (with the trainer extra) run jobs locally.
+
+Every user error is one line on stderr naming the field and the reason, and exit code 1.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from trainwright.api import ManifestError, load_documents
+from trainwright.api.crd import CRD_FILENAME, render_crd
+from trainwright.api.durations import format_duration
+from trainwright.planner import CatalogError, PlanningError, compare_strategies, load_catalog, plan_job
+
+USER_ERRORS = (ManifestError, PlanningError, CatalogError)
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    return "unknown" if seconds is None else format_duration(seconds)
+
+
+def _fmt_cost(usd: float | None) -> str:
+    return "unknown" if usd is None else f"${usd:,.2f}"
+
+
+def cmd_validate(args) -> int:
+    catalog = load_catalog(args.catalog)
+    failed = False
+    for path in args.files:
+        try:
+            documents = load_documents(path)
+            for document in documents:
+                try:
+                    plan_job(document.job.spec, catalog)
+                except PlanningError as error:
+                    raise ManifestError(document.source, [str(error)]) from None
+                stdout.print(f"[green]valid[/green] {document.source}: {document.job.metadata.name}")
+        except ManifestError as error:
+            failed = True
+            for line in str(error).splitlines():
+                stderr.print(f"[red]invalid[/red] {line}", markup=True, soft_wrap=True)
+    return 1 if failed else 0
+
+
+def _plan_table(name: str, plan) -> Table:
+    table = Table(title=f"plan for {name}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("strategy", plan.strategy)
+    table.add_row("reason", plan.reason)
+    table.add_row("GPUs", str(plan.gpus))
+    table.add_row("launcher", f"{plan.launcher}: {plan.pods} pod(s) x {plan.gpusPerPod} GPU(s), {plan.workers} worker(s)")
+    table.add_row("time", _fmt_seconds(plan.estimatedSeconds))
+    table.add_row("cost", _fmt_cost(plan.estimatedCostUSD))
+    for note in plan.notes:
+        table.add_row("note", note)
+    return table
+
+
+def _compare_table(name: str, rows) -> Table:
+    table = Table(title=f"{name}: the same job as each strategy", title_justify="left")
+    for column in ("strategy", "GPUs", "launcher", "time", "cost", "needs", "notes"):
+        table.add_column(column)
+    for strategy, plan, needs in rows:
+        table.add_row(strategy, str(plan.gpus), f"{plan.launcher} x{plan.pods}", _fmt_seconds(plan.estimatedSeconds),
+                      _fmt_cost(plan.estimatedCostUSD), ", ".join(needs) or "-", "; ".join(plan.notes) or "-")
+    return table
+
+
+def cmd_plan(args) -> int:
+    catalog = load_catalog(args.catalog)
+    results = []
+    for document in load_documents(args.file):
+        spec, name = document.job.spec, document.job.metadata.name
+        if args.compare:
+            rows = compare_strategies(spec, catalog)
+            results.append((name, rows, {"name": name, "strategies": [
+                {**plan.to_wire(), "needs": needs} for _, plan, needs in rows]}))
+        else:
+            plan = plan_job(spec, catalog)
+            results.append((name, plan, {"name": name, "plan": plan.to_wire()}))
+    if args.output == "json":
+        print(json.dumps([data for *_, data in results], indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump([data for *_, data in results], sort_keys=False), end="")
+    else:
+        for name, result, _ in results:
+            stdout.print(_compare_table(name, result) if args.compare else _plan_table(name, result))
+    return 0
+
+
+def cmd_crds(args) -> int:
+    path = Path(args.output_dir) / CRD_FILENAME
+    text = render_crd()
+    if args.check:
+        if not path.exists() or path.read_text() != text:
+            stderr.print(f"{path} is out of date: run `trainwright crds`")
+            return 1
+        stdout.print(f"{path} is up to date")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    stdout.print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainwright", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check TrainingJob manifests; exit 0 only when all are valid")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument("--catalog", metavar="FILE", help="GPU catalog override (YAML)")
+    validate.set_defaults(func=cmd_validate)
+
+    plan = commands.add_parser("plan", help="show the plan: strategy, GPUs, launcher, time and cost")
+    plan.add_argument("file", metavar="FILE")
+    plan.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    plan.add_argument("--compare", action="store_true", help="plan the job as fine-tune, scratch and hybrid side by side")
+    plan.add_argument("--catalog", metavar="FILE", help="GPU catalog override (YAML)")
+    plan.set_defaults(func=cmd_plan)
+
+    crds = commands.add_parser("crds", help="write the CRD generated from the API models")
+    crds.add_argument("--output-dir", default="crds", metavar="DIR")
+    crds.add_argument("--check", action="store_true", help="fail when the file differs from the models")
+    crds.set_defaults(func=cmd_crds)
+
+    _add_optional_commands(commands)
+    return parser
+
+
+def _add_optional_commands(commands) -> None:
+    """Commands whose dependencies come with extras: present only when those are installed."""
+    try:
+        from trainwright.trainer.commands import add_commands
+    except ImportError:
+        return
+    add_commands(commands)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as error:
+        for line in str(error).splitlines():
+            stderr.print(f"[red]error[/red] {line}", soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
