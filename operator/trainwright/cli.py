@@ -5,6 +5,7 @@ Every user error is one line on stderr naming the field and the reason, and exit
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from rich.table import Table
 from trainwright.api import ManifestError, load_documents
 from trainwright.api.crd import CRD_FILENAME, render_crd
 from trainwright.api.durations import format_duration
+from trainwright.controller.constants import DEFAULT_TRAINER_IMAGE
 from trainwright.planner import CatalogError, PlanningError, compare_strategies, load_catalog, plan_job
 
 USER_ERRORS = (ManifestError, PlanningError, CatalogError)
@@ -111,6 +113,13 @@ def cmd_crds(args) -> int:
     return 0
 
 
+def cmd_operator(args) -> int:
+    from trainwright.controller.operator import run_operator
+
+    return run_operator(args.namespace, args.metrics_port, args.health_port, args.trainer_image,
+                        args.catalog, args.verbose)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainwright", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--output-dir", default="crds", metavar="DIR")
     crds.add_argument("--check", action="store_true", help="fail when the file differs from the models")
     crds.set_defaults(func=cmd_crds)
+
+    operator = commands.add_parser("operator", help="run the operator (kopf, standalone) against the current cluster")
+    operator.add_argument("--namespace", action="append", default=[], metavar="NS",
+                          help="watch only this namespace (repeatable); default: all namespaces")
+    operator.add_argument("--metrics-port", type=int, default=8000)
+    operator.add_argument("--health-port", type=int, default=8080)
+    operator.add_argument("--trainer-image", default=os.environ.get("TRAINWRIGHT_TRAINER_IMAGE", DEFAULT_TRAINER_IMAGE))
+    operator.add_argument("--catalog", metavar="FILE", default=os.environ.get("TRAINWRIGHT_CATALOG"),
+                          help="GPU catalog override (YAML); env TRAINWRIGHT_CATALOG")
+    operator.add_argument("-v", "--verbose", action="store_true")
+    operator.set_defaults(func=cmd_operator)
 
     _add_optional_commands(commands)
     return parser

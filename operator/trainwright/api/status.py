@@ -47,6 +47,9 @@ class Progress(ApiModel):
 class Cost(ApiModel):
     gpuSeconds: float = Field(0.0, ge=0, description="GPU-seconds accrued by the job's running pods (CPU-seconds for CPU jobs).")
     usd: float = Field(0.0, ge=0, description="Accrued cost in dollars.")
+    settledGpuSeconds: float = Field(0.0, ge=0, description="GPU-seconds of pods already removed (suspend, budget).")
+    settledLauncher: str | None = Field(None, description="UID of the launcher whose pods are in the settled sum.")
+    updatedAt: str | None = Field(None, description="RFC 3339 time of the last accrual.")
 
 
 class CheckpointStatus(ApiModel):

@@ -1,0 +1,224 @@
+"""Pure builders of a TrainingJob's children: (job, plan, settings) -> manifest dict.
+
+Names are deterministic, so a retried or restarted create finds what is already there.
+"""
+
+import json
+from dataclasses import dataclass
+
+from trainwright.api import API_VERSION, KIND, TrainingJob
+from trainwright.api.status import Plan
+from trainwright.controller import constants as c
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    trainer_image: str = c.DEFAULT_TRAINER_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+
+
+def child_name(job_name: str, role: str) -> str:
+    return f"{job_name}-{role}"
+
+
+def config_map_name(job_name: str) -> str:
+    return child_name(job_name, "job")
+
+
+def service_account_name(job_name: str) -> str:
+    return child_name(job_name, "trainer")
+
+
+def launcher_name(job_name: str) -> str:
+    return child_name(job_name, "trainer")
+
+
+def _labels(job: TrainingJob, plan: Plan) -> dict:
+    labels = {
+        c.MANAGED_BY_LABEL: c.MANAGED_BY,
+        c.NAME_LABEL: c.TRAINER_NAME,
+        c.JOB_LABEL: job.metadata.name,
+        c.STRATEGY_LABEL: plan.strategy,
+    }
+    job_labels = job.metadata.model_extra.get("labels") or {}
+    labels.update({k: v for k, v in job_labels.items() if k in c.PASSED_THROUGH_LABELS})
+    return labels
+
+
+def owner_reference(name: str, uid: str) -> dict:
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def _metadata(job: TrainingJob, plan: Plan, name: str, uid: str) -> dict:
+    return {"name": name, "namespace": job.metadata.namespace, "labels": _labels(job, plan),
+            "ownerReferences": [owner_reference(job.metadata.name, uid)]}
+
+
+def resolved_job(job: TrainingJob, plan: Plan) -> dict:
+    """What the trainer reads: the manifest with the plan in its status."""
+    return {"apiVersion": API_VERSION, "kind": KIND,
+            "metadata": {"name": job.metadata.name, "namespace": job.metadata.namespace},
+            "spec": job.spec.to_wire(), "status": {"plan": plan.to_wire()}}
+
+
+def build_config_map(job: TrainingJob, plan: Plan, uid: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _metadata(job, plan, config_map_name(job.metadata.name), uid),
+            "data": {c.JOB_FILE_KEY: json.dumps(resolved_job(job, plan), indent=2)}}
+
+
+def build_service_account(job: TrainingJob, plan: Plan, uid: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": _metadata(job, plan, service_account_name(job.metadata.name), uid)}
+
+
+def build_role(job: TrainingJob, plan: Plan, uid: str) -> dict:
+    """Patch this one TrainingJob's status, nothing else."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": _metadata(job, plan, service_account_name(job.metadata.name), uid),
+            "rules": [{"apiGroups": [c.API[0]], "resources": [f"{c.API[2]}/status"],
+                       "resourceNames": [job.metadata.name], "verbs": ["get", "patch"]}]}
+
+
+def build_role_binding(job: TrainingJob, plan: Plan, uid: str) -> dict:
+    name = service_account_name(job.metadata.name)
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": _metadata(job, plan, name, uid),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": job.metadata.namespace}]}
+
+
+def _pvc_claims(job: TrainingJob) -> list[str]:
+    """Claims named by pvc:// sources, mounted read-only under PVC_ROOT."""
+    claims = []
+    for source in (job.spec.model.source, job.spec.dataset.source):
+        if source and source.startswith("pvc://"):
+            claim = source.removeprefix("pvc://").split("/", 1)[0]
+            if claim not in claims:
+                claims.append(claim)
+    return claims
+
+
+RESTRICTED_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_POD_SECURITY = {
+    "runAsNonRoot": True, "runAsUser": c.NON_ROOT_UID, "runAsGroup": c.NON_ROOT_UID,
+    "fsGroup": c.NON_ROOT_UID, "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def build_pod_spec(job: TrainingJob, plan: Plan, settings: LaunchSettings, gpus: int) -> dict:
+    """The trainer pod: restricted security, job file, checkpoint and data volumes, GPU limits."""
+    name = job.metadata.name
+    resources = job.spec.resources
+    requests = {"cpu": str(resources.cpusPerWorker * max(1, gpus)), "memory": resources.memoryPerWorker}
+    limits = {"memory": resources.memoryPerWorker}
+    if gpus:
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(gpus)
+    volumes = [
+        {"name": "job", "configMap": {"name": config_map_name(name)}},
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "workspace", "emptyDir": {}},
+    ]
+    mounts = [
+        {"name": "job", "mountPath": c.JOB_MOUNT, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "workspace", "mountPath": "/workspace"},
+    ]
+    env = {
+        "TRAINWRIGHT_JOB_FILE": f"{c.JOB_MOUNT}/{c.JOB_FILE_KEY}",
+        "TRAINWRIGHT_OUTPUT_DIR": c.OUTPUT_DIR,
+        "TRAINWRIGHT_PVC_ROOT": c.PVC_ROOT,
+        "TRAINWRIGHT_REPORTERS": "jsonl,prometheus,kubernetes",
+        "TRAINWRIGHT_METRICS_PORT": str(c.TRAINER_PORT),
+        "TRAINWRIGHT_JOB_NAME": name,
+        "TRAINWRIGHT_JOB_NAMESPACE": job.metadata.namespace,
+        "HF_HOME": "/tmp/hf",
+    }
+    if job.spec.checkpoint.pvc:
+        volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": job.spec.checkpoint.pvc}})
+        mounts.append({"name": "checkpoints", "mountPath": c.CHECKPOINT_MOUNT, "subPath": name})
+        env["TRAINWRIGHT_CHECKPOINT_DIR"] = c.CHECKPOINT_MOUNT
+    for claim in _pvc_claims(job):
+        volumes.append({"name": f"pvc-{claim}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        mounts.append({"name": f"pvc-{claim}", "mountPath": f"{c.PVC_ROOT}/{claim}", "readOnly": True})
+    container = {
+        "name": c.TRAINER_CONTAINER,
+        "image": settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "trainwright.trainer"],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "ports": [{"name": "metrics", "containerPort": c.TRAINER_PORT}],
+        "resources": {"requests": requests, "limits": limits},
+        "volumeMounts": mounts,
+        "securityContext": RESTRICTED_CONTAINER_SECURITY,
+    }
+    return {
+        "serviceAccountName": service_account_name(name),
+        "restartPolicy": "Never",
+        "securityContext": RESTRICTED_POD_SECURITY,
+        "containers": [container],
+        "volumes": volumes,
+    }
+
+
+def build_trainer_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettings) -> dict:
+    """One pod: a fine-tune, a hybrid, or a scratch run whose Ray workers fit one node."""
+    metadata = _metadata(job, plan, launcher_name(job.metadata.name), uid)
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": metadata,
+        "spec": {
+            "backoffLimit": job.spec.backoffLimit,
+            "completions": 1, "parallelism": 1,
+            "suspend": False,
+            "template": {"metadata": {"labels": metadata["labels"]},
+                         "spec": build_pod_spec(job, plan, settings, plan.gpusPerPod)},
+        },
+    }
+
+
+def build_ray_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettings) -> dict:
+    """A KubeRay RayJob: a CPU head plus worker groups of whole nodes; the entrypoint is the trainer."""
+    metadata = _metadata(job, plan, launcher_name(job.metadata.name), uid)
+    head = build_pod_spec(job, plan, settings, 0)
+    worker = build_pod_spec(job, plan, settings, plan.gpusPerPod)
+    for pod, role in ((head, "ray-head"), (worker, "ray-worker")):
+        pod["containers"][0].pop("command")  # KubeRay starts Ray in these containers
+        pod["containers"][0]["name"] = role
+    return {
+        "apiVersion": f"{c.RAY_GROUP}/{c.RAY_VERSION}", "kind": "RayJob", "metadata": metadata,
+        "spec": {
+            "entrypoint": "python -m trainwright.trainer",
+            "shutdownAfterJobFinishes": True,
+            "backoffLimit": job.spec.backoffLimit,
+            "submitterPodTemplate": {"spec": build_pod_spec(job, plan, settings, 0)},
+            "rayClusterSpec": {
+                "headGroupSpec": {"rayStartParams": {"num-gpus": "0"},
+                                  "template": {"metadata": {"labels": metadata["labels"]}, "spec": head}},
+                "workerGroupSpecs": [{
+                    "groupName": "gpu-workers",
+                    "replicas": plan.pods, "minReplicas": plan.pods, "maxReplicas": plan.pods,
+                    "rayStartParams": {"num-gpus": str(plan.gpusPerPod)},
+                    "template": {"metadata": {"labels": metadata["labels"]}, "spec": worker},
+                }],
+            },
+        },
+    }
+
+
+def build_children(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettings) -> list[dict]:
+    """All children, in creation order: what the launcher's pods need exists before them."""
+    launcher = build_ray_job if plan.launcher == "rayjob" else build_trainer_job
+    return [
+        build_config_map(job, plan, uid),
+        build_service_account(job, plan, uid),
+        build_role(job, plan, uid),
+        build_role_binding(job, plan, uid),
+        launcher(job, plan, uid, settings),
+    ]

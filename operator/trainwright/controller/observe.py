@@ -1,0 +1,86 @@
+"""Pure readings of the children's state: launcher and pods -> what reconcile needs."""
+
+from datetime import datetime
+
+from trainwright.controller.reconcile import LauncherState, parse_time
+
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def _condition(obj: dict, type_: str) -> dict | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or []
+                 if c.get("type") == type_ and c.get("status") == "True"), None)
+
+
+def batch_job_state(job: dict | None) -> LauncherState:
+    if job is None or job.get("metadata", {}).get("deletionTimestamp"):
+        return LauncherState(exists=False)
+    status = job.get("status") or {}
+    failed = _condition(job, "Failed")
+    complete = _condition(job, "Complete")
+    return LauncherState(
+        exists=True,
+        uid=job["metadata"].get("uid", ""),
+        active=status.get("active", 0) or 0,
+        failures=status.get("failed", 0) or 0,
+        succeeded=complete is not None,
+        failed=failed is not None,
+        suspended=bool((job.get("spec") or {}).get("suspend")),
+        message=(failed or complete or {}).get("message", ""),
+    )
+
+
+def ray_job_state(ray_job: dict | None) -> LauncherState:
+    """KubeRay RayJob: jobStatus SUCCEEDED/FAILED/STOPPED, jobDeploymentStatus Complete/Failed/Suspended."""
+    if ray_job is None or ray_job.get("metadata", {}).get("deletionTimestamp"):
+        return LauncherState(exists=False)
+    status = ray_job.get("status") or {}
+    job_status = status.get("jobStatus", "")
+    deployment = status.get("jobDeploymentStatus", "")
+    return LauncherState(
+        exists=True,
+        uid=ray_job["metadata"].get("uid", ""),
+        active=1 if job_status == "RUNNING" else 0,
+        failures=status.get("failed", 0) or 0,
+        succeeded=job_status == "SUCCEEDED",
+        failed=job_status in ("FAILED", "STOPPED") or deployment == "Failed",
+        suspended=deployment == "Suspended",
+        message=status.get("message", ""),
+    )
+
+
+def pod_devices(pod: dict, cpu_job: bool) -> int:
+    """GPUs the pod holds; a CPU job counts each pod as one worker."""
+    if cpu_job:
+        return 1
+    return sum(int((c.get("resources") or {}).get("limits", {}).get(GPU_RESOURCE, 0))
+               for c in (pod.get("spec") or {}).get("containers") or [])
+
+
+def pod_run_window(pod: dict, now: datetime) -> tuple[datetime, datetime] | None:
+    """When the pod's containers ran: start to finish, or to now while it runs."""
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    containers = status.get("containerStatuses") or []
+    starts = [parse_time(s.get("state", {}).get("running", {}).get("startedAt")
+                         or s.get("state", {}).get("terminated", {}).get("startedAt")) for s in containers]
+    start = min([s for s in starts if s], default=None) or parse_time(status.get("startTime"))
+    if start is None or phase in (None, "Pending"):
+        return None
+    if phase == "Running":
+        return start, now
+    ends = [parse_time(s.get("state", {}).get("terminated", {}).get("finishedAt")) for s in containers]
+    end = max([e for e in ends if e], default=None)
+    return (start, end) if end else None
+
+
+def pods_usage(pods: list[dict], cpu_job: bool, now: datetime) -> tuple[int, float]:
+    """(running pods, device-seconds of all pods there now)."""
+    running = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running"
+                  and not p["metadata"].get("deletionTimestamp"))
+    seconds = 0.0
+    for pod in pods:
+        window = pod_run_window(pod, now)
+        if window:
+            seconds += max(0.0, (window[1] - window[0]).total_seconds()) * pod_devices(pod, cpu_job)
+    return running, seconds

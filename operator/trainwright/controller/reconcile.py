@@ -1,0 +1,141 @@
+"""The operator's decisions as a pure function of the job and what it observes now.
+
+reconcile(spec, status, observed) -> Decision: the new status and the actions to take.
+Nothing here remembers events: run it twice on the same world and it decides the same.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from trainwright.api import FINISHED_PHASES
+from trainwright.api.durations import format_duration
+from trainwright.api.spec import TrainingJobSpec
+
+
+@dataclass(frozen=True)
+class LauncherState:
+    """The launcher (batch Job or RayJob) as observed; ``exists=False`` when there is none."""
+
+    exists: bool
+    uid: str = ""
+    active: int = 0  # pods running or starting
+    failures: int = 0  # failed pods so far (restarts)
+    succeeded: bool = False
+    failed: bool = False  # failed for good (backoff limit reached)
+    suspended: bool = False  # e.g. held by Kueue
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Observed:
+    launcher: LauncherState
+    running_pods: int
+    device_seconds: float  # GPU-seconds (CPU-worker-seconds for CPU jobs) of the pods that exist now
+    now: datetime
+
+
+@dataclass
+class Decision:
+    status: dict  # the full set of status fields the operator owns
+    create_launcher: bool = False
+    delete_launcher: bool = False
+    delete_job: bool = False
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def set_condition(conditions: list[dict], type_: str, status: str, reason: str, message: str, now: datetime) -> list[dict]:
+    """Conditions with ``type_`` set; its transition time moves only when its status changes."""
+    old = next((c for c in conditions if c["type"] == type_), None)
+    since = old["lastTransitionTime"] if old and old["status"] == status else rfc3339(now)
+    new = {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
+    return [c for c in conditions if c["type"] != type_] + [new]
+
+
+def cost_of(cost: dict | None, launcher: LauncherState, device_seconds: float, price_per_hour: float,
+            now: datetime) -> dict:
+    """Cost = device-seconds of pods already settled plus those of the live launcher's pods."""
+    cost = cost or {}
+    settled = cost.get("settledGpuSeconds", 0.0)
+    live = launcher.exists and launcher.uid != cost.get("settledLauncher")
+    total = settled + (device_seconds if live else 0.0)
+    return {**cost, "gpuSeconds": round(total, 3), "usd": round(total * price_per_hour / 3600, 6),
+            "settledGpuSeconds": settled, "updatedAt": rfc3339(now)}
+
+
+def settle(cost: dict, launcher_uid: str) -> dict:
+    """Before a launcher is deleted, its pods' device-seconds move into the settled sum, once."""
+    return {**cost, "settledGpuSeconds": cost["gpuSeconds"], "settledLauncher": launcher_uid}
+
+
+def _over_budget(spec: TrainingJobSpec, cost: dict, start: datetime | None, now: datetime) -> tuple[str, str] | None:
+    budget = spec.budget
+    if budget.maxCostUSD is not None and cost["usd"] >= budget.maxCostUSD:
+        return "CostLimitReached", f"cost ${cost['usd']:.2f} reached the ${budget.maxCostUSD:.2f} budget"
+    limit = budget.max_duration_seconds()
+    if limit is not None and start is not None and (now - start).total_seconds() >= limit:
+        return "DeadlineExceeded", f"ran {format_duration((now - start).total_seconds())}, over maxDuration {budget.maxDuration}"
+    return None
+
+
+def reconcile(spec: TrainingJobSpec, status: dict, observed: Observed, price_per_hour: float) -> Decision:
+    now, launcher = observed.now, observed.launcher
+    old_phase = status.get("phase") or "Pending"
+    conditions = list(status.get("conditions") or [])
+    cost = cost_of(status.get("cost"), launcher, observed.device_seconds, price_per_hour, now)
+    new = {"cost": cost, "restarts": max(status.get("restarts") or 0, launcher.failures)}
+    start = parse_time(status.get("startTime"))
+    decision = Decision(status=new)
+
+    if old_phase in FINISHED_PHASES:
+        phase, reason, message = old_phase, None, None
+        finished = parse_time(status.get("completionTime"))
+        ttl = spec.ttlSecondsAfterFinished
+        if ttl is not None and finished is not None and (now - finished).total_seconds() >= ttl:
+            decision.delete_job = True
+        decision.delete_launcher = launcher.exists and old_phase == "BudgetExceeded"
+    elif over := _over_budget(spec, cost, start, now):
+        phase, (reason, message) = "BudgetExceeded", over
+        decision.delete_launcher = launcher.exists
+    elif spec.suspend:
+        phase, reason, message = "Suspended", "Suspended", "spec.suspend is true: pods removed, checkpoint kept"
+        decision.delete_launcher = launcher.exists
+    elif not launcher.exists:
+        phase, reason, message = "Pending", "LauncherCreated", "creating the trainer"
+        decision.create_launcher = True
+    elif launcher.succeeded:
+        phase, reason, message = "Succeeded", "TrainingSucceeded", launcher.message or "the trainer finished"
+    elif launcher.failed:
+        phase, reason, message = "Failed", "BackoffLimitExceeded", launcher.message or "the trainer failed"
+    elif launcher.suspended:
+        phase, reason, message = "Pending", "Queued", "the launcher is suspended (queued)"
+    elif observed.running_pods > 0:
+        phase, reason, message = "Running", "TrainerRunning", f"{observed.running_pods} pod(s) running"
+    else:
+        phase, reason, message = "Pending", "WaitingForPods", "waiting for the trainer's pods to start"
+
+    if phase == "Running" and start is None:
+        new["startTime"] = rfc3339(now)
+    if phase in FINISHED_PHASES and not status.get("completionTime"):
+        new["completionTime"] = rfc3339(now)
+    if decision.delete_launcher:
+        new["cost"] = settle(cost, launcher.uid)
+    new["phase"] = phase
+    if reason is not None:
+        for type_ in ("Running", "Succeeded", "Failed", "Suspended", "BudgetExceeded"):
+            if type_ == phase:
+                conditions = set_condition(conditions, type_, "True", reason, message, now)
+            elif any(c["type"] == type_ for c in conditions):
+                conditions = set_condition(conditions, type_, "False", reason, message, now)
+    new["conditions"] = conditions
+    if phase != old_phase:
+        kind = "Warning" if phase in ("Failed", "BudgetExceeded") else "Normal"
+        decision.events.append((kind, phase, message or phase))
+    return decision
