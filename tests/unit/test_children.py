@@ -1,0 +1,102 @@
+"""Child builders: deterministic names, owner references, GPU requests, restricted pods, least privilege."""
+
+import json
+
+import pytest
+
+from trainwright.api import parse_job
+from trainwright.controller.children import LaunchSettings, build_children, build_pod_spec
+from trainwright.planner import default_catalog, plan_job
+
+UID = "1234-uid"
+
+
+def children_of(job_dict):
+    job = parse_job(job_dict)
+    plan = plan_job(job.spec, default_catalog())
+    return job, plan, build_children(job, plan, UID, LaunchSettings(trainer_image="trainer:test"))
+
+
+def test_children_have_deterministic_names_and_owner_references(job_dict):
+    _, _, children = children_of(job_dict)
+    assert [(c["kind"], c["metadata"]["name"]) for c in children] == [
+        ("ConfigMap", "sentiment-job"), ("ServiceAccount", "sentiment-trainer"), ("Role", "sentiment-trainer"),
+        ("RoleBinding", "sentiment-trainer"), ("Job", "sentiment-trainer")]
+    for child in children:
+        [owner] = child["metadata"]["ownerReferences"]
+        assert owner == {"apiVersion": "trainwright.dev/v1alpha1", "kind": "TrainingJob", "name": "sentiment",
+                         "uid": UID, "controller": True, "blockOwnerDeletion": True}
+        assert child["metadata"]["namespace"] == "ml"
+    assert children == children_of(job_dict)[2]
+
+
+def test_role_allows_patching_only_this_jobs_status(job_dict):
+    _, _, children = children_of(job_dict)
+    role = next(c for c in children if c["kind"] == "Role")
+    assert role["rules"] == [{"apiGroups": ["trainwright.dev"], "resources": ["trainingjobs/status"],
+                              "resourceNames": ["sentiment"], "verbs": ["get", "patch"]}]
+
+
+def test_config_map_holds_the_resolved_job(job_dict):
+    job, plan, children = children_of(job_dict)
+    resolved = json.loads(children[0]["data"]["job.yaml"])
+    assert parse_job(resolved).spec == job.spec
+    assert resolved["status"]["plan"] == plan.to_wire()
+
+
+def test_fine_tune_asking_for_four_gpus_gets_one(job_dict):
+    job_dict["spec"]["resources"]["gpus"] = 4
+    _, plan, children = children_of(job_dict)
+    container = children[-1]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
+
+
+def test_cpu_job_requests_no_gpu(job_dict):
+    job_dict["spec"]["resources"]["gpus"] = 0
+    _, _, children = children_of(job_dict)
+    container = children[-1]["spec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in container["resources"]["requests"]
+
+
+def test_trainer_pod_is_restricted_with_writable_scratch_only(job_dict):
+    job_dict["spec"]["checkpoint"] = {"pvc": "ckpt"}
+    _, _, children = children_of(job_dict)
+    pod = children[-1]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+                                            "seccompProfile": {"type": "RuntimeDefault"}}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/checkpoints"]["subPath"] == "sentiment"
+    assert mounts["/mnt/pvc/data"]["readOnly"] is True
+    assert pod["serviceAccountName"] == "sentiment-trainer"
+
+
+def test_kueue_queue_label_passes_through_to_the_launcher(job_dict):
+    job_dict["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "team-a", "other": "x"}
+    _, _, children = children_of(job_dict)
+    labels = children[-1]["metadata"]["labels"]
+    assert labels["kueue.x-k8s.io/queue-name"] == "team-a" and "other" not in labels
+
+
+def test_multi_node_scratch_becomes_a_rayjob_of_whole_nodes(job_dict):
+    job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {"family": "gpt", "layers": 2, "hidden": 64}})
+    job_dict["spec"]["resources"].update(gpus=16, gpusPerNode=8)
+    _, plan, children = children_of(job_dict)
+    ray_job = children[-1]
+    assert ray_job["kind"] == "RayJob" and ray_job["apiVersion"] == "ray.io/v1"
+    cluster = ray_job["spec"]["rayClusterSpec"]
+    [workers] = cluster["workerGroupSpecs"]
+    assert workers["replicas"] == 2
+    assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert "nvidia.com/gpu" not in cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+
+
+@pytest.mark.parametrize("gpus", [0, 1, 8])
+def test_pod_spec_gpu_limits_match_the_plan(job_dict, gpus):
+    job = parse_job(job_dict)
+    plan = plan_job(job.spec, default_catalog())
+    container = build_pod_spec(job, plan, LaunchSettings(), gpus)["containers"][0]
+    assert container["resources"]["limits"].get("nvidia.com/gpu", "0") == str(gpus)

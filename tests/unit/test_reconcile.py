@@ -1,0 +1,146 @@
+"""Phase, cost and policies as a pure function of the children's state, from real-shaped objects."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from trainwright.api import parse_job
+from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state
+from trainwright.controller.reconcile import LauncherState, Observed, reconcile, rfc3339
+
+NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
+PRICE = 3.6  # dollars per device-hour: 0.001 per second
+
+
+def spec_of(job_dict, **changes):
+    job_dict["spec"].update(changes)
+    return parse_job(job_dict).spec
+
+
+def observe(launcher=None, running=0, seconds=0.0, now=NOW):
+    return Observed(launcher or LauncherState(exists=True, uid="u1", active=1), running, seconds, now)
+
+
+def test_no_launcher_means_create_it(job_dict):
+    decision = reconcile(spec_of(job_dict), {}, observe(LauncherState(exists=False)), PRICE)
+    assert decision.create_launcher and decision.status["phase"] == "Pending"
+
+
+def test_running_pods_make_the_job_running_and_set_start_time(job_dict):
+    decision = reconcile(spec_of(job_dict), {"phase": "Pending"}, observe(running=1, seconds=10), PRICE)
+    assert decision.status["phase"] == "Running"
+    assert decision.status["startTime"] == rfc3339(NOW)
+    assert decision.status["cost"]["gpuSeconds"] == 10 and decision.status["cost"]["usd"] == pytest.approx(0.01)
+    assert decision.events == [("Normal", "Running", "1 pod(s) running")]
+
+
+def test_completed_launcher_means_succeeded(job_dict):
+    launcher = LauncherState(exists=True, uid="u1", succeeded=True)
+    decision = reconcile(spec_of(job_dict), {"phase": "Running"}, observe(launcher, seconds=100), PRICE)
+    assert decision.status["phase"] == "Succeeded"
+    assert decision.status["completionTime"] == rfc3339(NOW)
+    assert decision.status["cost"]["usd"] > 0
+    assert any(c["type"] == "Succeeded" and c["status"] == "True" for c in decision.status["conditions"])
+
+
+def test_failed_launcher_after_backoff_means_failed_with_restarts(job_dict):
+    launcher = LauncherState(exists=True, uid="u1", failures=4, failed=True, message="Job has reached the specified backoff limit")
+    decision = reconcile(spec_of(job_dict), {"phase": "Running"}, observe(launcher), PRICE)
+    assert decision.status["phase"] == "Failed" and decision.status["restarts"] == 4
+    assert decision.events[0][0] == "Warning"
+
+
+def test_cost_over_budget_stops_the_job_and_settles_its_cost(job_dict):
+    spec = spec_of(job_dict, budget={"maxCostUSD": 1})
+    decision = reconcile(spec, {"phase": "Running", "startTime": rfc3339(NOW)}, observe(running=1, seconds=1500), PRICE)
+    assert decision.status["phase"] == "BudgetExceeded" and decision.delete_launcher
+    assert decision.status["cost"]["settledGpuSeconds"] == 1500
+    assert decision.status["cost"]["settledLauncher"] == "u1"
+    # the same launcher seen again (deletion in flight) is not counted twice
+    again = reconcile(spec, decision.status, observe(running=1, seconds=1500), PRICE)
+    assert again.status["cost"]["gpuSeconds"] == 1500
+
+
+def test_deadline_stops_the_job(job_dict):
+    spec = spec_of(job_dict, budget={"maxDuration": "1h"})
+    start = rfc3339(NOW - timedelta(hours=2))
+    decision = reconcile(spec, {"phase": "Running", "startTime": start}, observe(running=1), PRICE)
+    assert decision.status["phase"] == "BudgetExceeded" and decision.delete_launcher
+    assert "over maxDuration 1h" in decision.events[0][2]
+
+
+def test_suspend_removes_the_launcher_and_resume_recreates_it(job_dict):
+    suspended = reconcile(spec_of(job_dict, suspend=True), {"phase": "Running"}, observe(running=1, seconds=50), PRICE)
+    assert suspended.status["phase"] == "Suspended" and suspended.delete_launcher
+    assert suspended.status["cost"]["settledGpuSeconds"] == 50
+    resumed = reconcile(spec_of(job_dict, suspend=False), suspended.status, observe(LauncherState(exists=False)), PRICE)
+    assert resumed.create_launcher and resumed.status["phase"] == "Pending"
+    assert resumed.status["cost"]["gpuSeconds"] == 50
+
+
+def test_ttl_deletes_finished_jobs_only_after_it_passes(job_dict):
+    spec = spec_of(job_dict, ttlSecondsAfterFinished=60)
+    finished = {"phase": "Succeeded", "completionTime": rfc3339(NOW - timedelta(seconds=30))}
+    assert not reconcile(spec, finished, observe(), PRICE).delete_job
+    finished["completionTime"] = rfc3339(NOW - timedelta(seconds=61))
+    assert reconcile(spec, finished, observe(), PRICE).delete_job
+
+
+def test_same_world_same_decision(job_dict):
+    spec = spec_of(job_dict)
+    status = {"phase": "Running", "startTime": rfc3339(NOW)}
+    assert reconcile(spec, status, observe(running=1, seconds=5), PRICE).status == \
+        reconcile(spec, status, observe(running=1, seconds=5), PRICE).status
+
+
+def test_condition_transition_time_moves_only_on_change(job_dict):
+    spec = spec_of(job_dict)
+    first = reconcile(spec, {"phase": "Pending"}, observe(running=1), PRICE)
+    later = reconcile(spec, first.status, observe(running=1, now=NOW + timedelta(minutes=5)), PRICE)
+    assert later.status["conditions"] == first.status["conditions"]
+    assert later.events == []
+
+
+# Real-shaped children, as the API server returns them.
+JOB_COMPLETE = {"metadata": {"uid": "j1"}, "spec": {"suspend": False},
+                "status": {"succeeded": 1, "conditions": [
+                    {"type": "SuccessCriteriaMet", "status": "True"},
+                    {"type": "Complete", "status": "True", "message": "Reached expected number of succeeded pods"}]}}
+JOB_FAILED = {"metadata": {"uid": "j1"}, "spec": {},
+              "status": {"failed": 2, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                                      "message": "Job has reached the specified backoff limit"}]}}
+JOB_RUNNING = {"metadata": {"uid": "j1"}, "spec": {}, "status": {"active": 1, "failed": 1}}
+POD_RUNNING = {"metadata": {}, "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "2"}}}]},
+               "status": {"phase": "Running", "startTime": "2026-11-27T11:59:00Z",
+                          "containerStatuses": [{"state": {"running": {"startedAt": "2026-11-27T11:59:30Z"}}}]}}
+POD_DONE = {"metadata": {}, "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "2"}}}]},
+            "status": {"phase": "Succeeded", "startTime": "2026-11-27T11:50:00Z", "containerStatuses": [
+                {"state": {"terminated": {"startedAt": "2026-11-27T11:50:00Z", "finishedAt": "2026-11-27T11:51:00Z", "exitCode": 0}}}]}}
+POD_PENDING = {"metadata": {}, "spec": {"containers": [{}]}, "status": {"phase": "Pending"}}
+
+
+def test_batch_job_states():
+    assert batch_job_state(JOB_COMPLETE).succeeded
+    failed = batch_job_state(JOB_FAILED)
+    assert failed.failed and failed.failures == 2 and "backoff limit" in failed.message
+    running = batch_job_state(JOB_RUNNING)
+    assert running.active == 1 and not running.failed and running.failures == 1
+    assert not batch_job_state(None).exists
+    assert not batch_job_state({**JOB_RUNNING, "metadata": {"uid": "j1", "deletionTimestamp": "x"}}).exists
+
+
+def test_ray_job_states():
+    assert ray_job_state({"metadata": {"uid": "r"}, "status": {"jobStatus": "SUCCEEDED"}}).succeeded
+    assert ray_job_state({"metadata": {"uid": "r"}, "status": {"jobStatus": "FAILED"}}).failed
+    assert ray_job_state({"metadata": {"uid": "r"}, "status": {"jobDeploymentStatus": "Suspended"}}).suspended
+
+
+def test_pod_usage_counts_gpu_seconds_of_running_and_finished_pods():
+    running, seconds = pods_usage([POD_RUNNING, POD_DONE, POD_PENDING], cpu_job=False, now=NOW)
+    assert running == 1
+    assert seconds == 2 * 30 + 2 * 60
+
+
+def test_cpu_jobs_count_each_pod_as_one_worker():
+    _, seconds = pods_usage([POD_DONE], cpu_job=True, now=NOW)
+    assert seconds == 60
