@@ -1,0 +1,39 @@
+"""Where a model or dataset lives: `model.source` / `dataset.source` strings resolved to places.
+
+Pure: mapping `pvc://CLAIM/PATH` to `$TRAINWRIGHT_PVC_ROOT/CLAIM/PATH` needs no file system.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from trainwright.trainer.errors import TrainerError
+
+SourceKind = Literal["hf", "local", "builtin"]
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: SourceKind
+    value: str  # hub id, local path or builtin name
+    text: str  # as the user wrote it, for messages
+
+    @property
+    def path(self) -> Path:
+        return Path(self.value)
+
+
+def resolve_source(text: str, pvc_root: str | Path, field: str = "source") -> Source:
+    """The place `text` names; s3:// is refused with a hint (not supported by the trainer yet)."""
+    if text.startswith("hf://"):
+        return Source("hf", text.removeprefix("hf://"), text)
+    if text.startswith("builtin:"):
+        return Source("builtin", text.removeprefix("builtin:"), text)
+    if text.startswith("pvc://"):
+        claim_and_path = text.removeprefix("pvc://").strip("/")
+        return Source("local", str(Path(pvc_root) / claim_and_path), text)
+    if text.startswith("file://"):
+        return Source("local", text.removeprefix("file://"), text)
+    if text.startswith("s3://"):
+        raise TrainerError(field, f"{text}: s3:// is not supported by the trainer yet; copy the data to a PVC and use pvc://")
+    return Source("local", text, text)
