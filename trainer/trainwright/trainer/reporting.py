@@ -225,7 +225,11 @@ def build_reporters(names: list[str], *, output_dir: str | Path, metrics_port: i
                 from trainwright.trainer.kube_reporter import KubernetesReporter
             except ImportError as error:
                 raise TrainerError("TRAINWRIGHT_REPORTERS", f"the kubernetes reporter is not available: {error}") from None
-            reporters.append(Throttled(KubernetesReporter(job_name, namespace), KUBERNETES_INTERVAL_SECONDS))
+            try:
+                kubernetes = KubernetesReporter(job_name, namespace)
+            except RuntimeError as error:
+                raise TrainerError("TRAINWRIGHT_REPORTERS", f"the kubernetes reporter cannot start: {error}") from None
+            reporters.append(Throttled(kubernetes, KUBERNETES_INTERVAL_SECONDS))
         else:
             raise TrainerError("TRAINWRIGHT_REPORTERS", f"unknown reporter {name!r}; one of {', '.join(REPORTER_NAMES)}")
     return Reporters(reporters)

@@ -43,6 +43,7 @@ class RunSettings:
     metrics_port: int = 9090
     workers: int = 1
     namespace: str | None = None
+    job_name: str | None = None  # defaults to metadata.name
     log_every: int | None = None
 
 
@@ -155,6 +156,9 @@ def prepare(settings: RunSettings, device: torch.device) -> Prepared:
 
 def save_model(built: BuiltModel, directory: Path) -> None:
     """save_pretrained format; a LoRA model is saved merged (loadable as a plain model) and as an adapter."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     directory.mkdir(parents=True, exist_ok=True)
     model = built.model
     if hasattr(model, "merge_and_unload"):
@@ -185,7 +189,7 @@ def train_prepared(settings: RunSettings, prepared: Prepared, device: torch.devi
     reporter = None
     if rank == 0:
         reporter = build_reporters(settings.reporters, output_dir=output, metrics_port=settings.metrics_port,
-                                   job_name=settings.job.metadata.name, namespace=settings.namespace,
+                                   job_name=settings.job_name or settings.job.metadata.name, namespace=settings.namespace,
                                    title=f"{settings.job.metadata.name} ({settings.plan.strategy})")
     try:
         result = train(

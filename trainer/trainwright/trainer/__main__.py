@@ -1,0 +1,27 @@
+"""`python -m trainwright.trainer`: the container entrypoint (contract in docs/trainer.md).
+
+Exit codes: 0 trained (or stopped early), 1 bad input (one line on stderr), 143 stopped by
+SIGTERM after writing a checkpoint (the next start resumes from it).
+"""
+
+import os
+import sys
+
+from trainwright.trainer.errors import TrainerError
+
+
+def main() -> int:
+    try:
+        from trainwright.trainer.environment import load_job, settings_from_env
+        from trainwright.trainer.runner import run_job
+
+        job = load_job(os.environ)
+        outcome = run_job(settings_from_env(os.environ, job))
+    except TrainerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 143 if outcome.result.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
