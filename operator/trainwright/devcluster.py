@@ -110,6 +110,10 @@ class ControlPlaneError(RuntimeError):
     """The control plane failed to start or a command against it failed."""
 
 
+class ComponentExited(ControlPlaneError):
+    """A control-plane process exited."""
+
+
 def default_bin_dir() -> Path:
     if os.environ.get("TRAINWRIGHT_BIN_DIR"):
         return Path(os.environ["TRAINWRIGHT_BIN_DIR"]).expanduser()
@@ -136,7 +140,8 @@ def wait_for(
 ) -> Any:
     """Poll ``predicate`` until it returns a truthy value (returned) or raise TimeoutError.
 
-    Exceptions raised by the predicate count as "not yet"; the last one is chained.
+    Exceptions raised by the predicate count as "not yet" (the last one is chained),
+    except ``ComponentExited``, which propagates at once.
     """
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
@@ -145,6 +150,8 @@ def wait_for(
             value = predicate()
             if value:
                 return value
+        except ComponentExited:
+            raise
         except Exception as exc:  # noqa: BLE001 - polling
             last_exc = exc
         if time.monotonic() >= deadline:
@@ -183,33 +190,33 @@ class _PKI:
     def _key(self, path: Path) -> None:
         self._run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
 
+    def _new_cert(self, key: Path, crt: Path, subject: str, exts: list[str], sign: bool) -> None:
+        # One openssl process per certificate: new key + certificate (OpenSSL >= 3.0 for -CA).
+        args = ["req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", str(key), "-out", str(crt), "-days", "30", "-subj", subject]
+        if sign:
+            args += ["-CA", str(self.ca_crt), "-CAkey", str(self.ca_key)]
+        for e in exts:
+            args += ["-addext", e]
+        self._run(*args)
+
     def make_ca(self) -> None:
-        self._key(self.ca_key)
-        self._run(
-            "req", "-x509", "-new", "-key", str(self.ca_key), "-out", str(self.ca_crt),
-            "-days", "30", "-subj", "/CN=trainwright-devcluster-ca",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-        )
+        self._new_cert(self.ca_key, self.ca_crt, "/CN=trainwright-devcluster-ca",
+                       ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"],
+                       sign=False)
 
     def issue(self, name: str, subject: str, *, server_sans: Iterable[str] = (), client: bool = True) -> tuple[Path, Path]:
-        key, csr, crt, ext = (self.dir / f"{name}{s}" for s in (".key", ".csr", ".crt", ".ext"))
-        self._key(key)
-        self._run("req", "-new", "-key", str(key), "-out", str(csr), "-subj", subject)
+        key, crt = self.dir / f"{name}.key", self.dir / f"{name}.crt"
         sans = list(server_sans)
         usages = (["serverAuth"] if sans else []) + (["clientAuth"] if client else [])
-        lines = [
+        exts = [
             "basicConstraints=critical,CA:FALSE",
             "keyUsage=critical,digitalSignature,keyEncipherment",
             f"extendedKeyUsage={','.join(usages)}",
         ]
         if sans:
-            lines.append("subjectAltName=" + ",".join(sans))
-        ext.write_text("\n".join(lines) + "\n")
-        self._run(
-            "x509", "-req", "-in", str(csr), "-CA", str(self.ca_crt), "-CAkey", str(self.ca_key),
-            "-CAcreateserial", "-out", str(crt), "-days", "30", "-extfile", str(ext),
-        )
+            exts.append("subjectAltName=" + ",".join(sans))
+        self._new_cert(key, crt, subject, exts, sign=True)
         return crt, key
 
     def service_account_keys(self) -> tuple[Path, Path]:
@@ -322,10 +329,7 @@ def kwok_stages(stage_dir: Path, *, start_delay: float, run_seconds: float) -> l
     annotated["metadata"]["name"] = "trainwright-pod-complete-annotated"
     annotated["spec"]["selector"]["matchExpressions"] = [
         e for e in exprs if e["key"] != ".metadata.ownerReferences.[].kind" and ANN_COMPLETE not in e["key"]
-    ] + [
-        {"key": ".metadata.ownerReferences.[].kind", "operator": "NotIn", "values": ["Job"]},
-        {"key": f'.metadata.annotations["{ANN_COMPLETE}"]', "operator": "In", "values": ["true"]},
-    ]
+    ] + [{"key": f'.metadata.annotations["{ANN_COMPLETE}"]', "operator": "In", "values": ["true"]}]
     stages.append(annotated)
 
     fail = copy.deepcopy(complete)
@@ -481,6 +485,7 @@ class ControlPlane:
         kcm_crt, kcm_key = pki.issue("kcm", "/CN=system:kube-controller-manager")
         sched_crt, sched_key = pki.issue("scheduler", "/CN=system:kube-scheduler")
         kwok_crt, kwok_key = pki.issue("kwok", "/O=system:masters/CN=kwok")
+        proxy_crt, proxy_key = pki.issue("front-proxy-client", "/CN=front-proxy-client")
         sa_key, sa_pub = pki.service_account_keys()
         ca = pki.ca_crt
         write_kubeconfig(self.kubeconfig, self.server, ca, user="admin", cert=admin_crt, key=admin_key)
@@ -503,6 +508,10 @@ class ControlPlane:
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
             f"--tls-cert-file={serving_crt}", f"--tls-private-key-file={serving_key}",
             f"--client-ca-file={ca}",
+            f"--requestheader-client-ca-file={ca}", "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={proxy_crt}", f"--proxy-client-key-file={proxy_key}",
             "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction,ServiceAccount",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
@@ -522,7 +531,19 @@ class ControlPlane:
         docs = [{
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokConfiguration",
-            "options": {"nodeLeaseDurationSeconds": 40},
+            # Spelled out: kwok applies no defaults to a configuration read from a file.
+            "options": {
+                "nodeLeaseDurationSeconds": 40,
+                "nodeLeaseParallelism": 4,
+                "podPlayStageParallelism": 4,
+                "nodePlayStageParallelism": 4,
+                "podsOnNodeSyncParallelism": 1,
+                "enablePodsOnNodeSyncListPager": True,
+                "enablePodsOnNodeSyncStreamWatch": False,
+                "enableDebuggingHandlers": False,
+                "enableProfilingHandler": False,
+                "enableContentionProfiling": False,
+            },
         }] + kwok_stages(stage_dir, start_delay=self.start_delay, run_seconds=self.run_seconds)
         kwok_cfg.write_text("\n---\n".join(json.dumps(d) for d in docs) + "\n")
 
@@ -591,7 +612,7 @@ class ControlPlane:
     def _check_alive(self) -> None:
         for name, proc in self._procs.items():
             if proc.poll() is not None:
-                raise ControlPlaneError(f"{name} exited with code {proc.returncode}; see {self.log_dir / (name + '.log')}")
+                raise ComponentExited(f"{name} exited with code {proc.returncode}; see {self.log_dir / (name + '.log')}")
 
     def stop(self) -> None:
         """Terminate every process (reverse start order), kill what is left after 10 s."""
