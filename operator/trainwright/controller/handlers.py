@@ -122,11 +122,6 @@ def launchers(namespace, labels, body, **_):
                                                    "status": dict(body.get("status") or {})}}
 
 
-@kopf.index(c.RAY_GROUP, c.RAY_VERSION, c.RAY_JOBS, labels={c.MANAGED_BY_LABEL: c.MANAGED_BY})
-def ray_launchers(namespace, labels, body, **_):
-    return {(namespace, labels.get(c.JOB_LABEL)): {"metadata": dict(body["metadata"]), "status": dict(body.get("status") or {})}}
-
-
 @kopf.index("", "v1", "pods", labels={c.MANAGED_BY_LABEL: c.MANAGED_BY})
 def trainer_pods(namespace, labels, body, **_):
     containers = [{"resources": dict(x.get("resources") or {})} for x in body["spec"].get("containers", [])]
@@ -137,7 +132,7 @@ def trainer_pods(namespace, labels, body, **_):
 
 @kopf.timer(*c.API, interval=RECONCILE_SECONDS, initial_delay=1.0)
 @METRICS.instrumented("reconcile")
-async def tick(body, spec, status, name, namespace, uid, patch, memo, launchers, ray_launchers, trainer_pods, **_):
+async def tick(body, spec, status, name, namespace, uid, patch, memo, launchers, trainer_pods, **_):
     """Derive phase and cost from the children, enforce budget, deadline, suspend and TTL."""
     if not status.get("plan"):
         return
@@ -150,8 +145,9 @@ async def tick(body, spec, status, name, namespace, uid, patch, memo, launchers,
     plan = Plan.model_validate(status["plan"])
     key = (namespace, name)
     now = datetime.now(timezone.utc)
-    if plan.launcher == "rayjob":
-        launcher = ray_job_state(_first(ray_launchers, key))
+    if plan.launcher == "rayjob":  # rare, and KubeRay may be absent: read it rather than watch it
+        launcher = ray_job_state(await asyncio.to_thread(
+            memo.config.kube.get, f"{c.RAY_GROUP}/{c.RAY_VERSION}", "RayJob", namespace, launcher_name(name)))
     else:
         launcher = batch_job_state(_first(launchers, key))
     running, device_seconds = pods_usage(list(trainer_pods.get(key, [])), plan.gpus == 0, now)

@@ -1,0 +1,230 @@
+"""The operator on a real control plane: kubectl apply -> planned, launched, metered, finished."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import OperatorProcess, apply, claims
+from trainwright.devcluster import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "examples").glob("*.yaml"))}
+FINISHED = ("Succeeded", "Failed", "BudgetExceeded")
+
+
+def get(cluster, kind, name, namespace) -> dict | None:
+    result = cluster.kubectl_run("get", kind, name, "-n", namespace, "-o", "json")
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def status_of(cluster, name, namespace) -> dict:
+    return (get(cluster, "trainingjob", name, namespace) or {}).get("status") or {}
+
+
+def wait_phase(cluster, name, namespace, phases, timeout=60) -> dict:
+    phases = (phases,) if isinstance(phases, str) else phases
+    wait_for(lambda: status_of(cluster, name, namespace).get("phase") in phases, timeout=timeout,
+             message=lambda: f"{namespace}/{name} to reach {phases}; status {status_of(cluster, name, namespace)}")
+    return status_of(cluster, name, namespace)
+
+
+def running_pod(cluster, name, namespace) -> str:
+    def find():
+        pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", f"trainwright.dev/job={name}", "-o", "json"))
+        running = [p["metadata"]["name"] for p in pods["items"]
+                   if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+        return running[0] if running else None
+    wait_for(find, timeout=60, message=f"a running pod of {name}")
+    return find()
+
+
+def small_job(name: str, **spec_changes) -> dict:
+    job = copy.deepcopy(EXAMPLES["fine-tune"])
+    job["metadata"] = {"name": name}
+    job["spec"].pop("checkpoint")
+    job["spec"].update(spec_changes)
+    return job
+
+
+@pytest.mark.parametrize("example, launcher_gpus, strategy", [
+    ("fine-tune", "1", "fine-tune"), ("hybrid", "1", "hybrid"), ("scratch", "8", "scratch"), ("auto", "1", "fine-tune"),
+])
+def test_example_runs_to_success_with_the_planned_gpus_and_a_cost(cluster, operator, namespace, example, launcher_gpus, strategy):
+    claims(cluster, namespace, "data", "ckpt", "corpus")
+    document = EXAMPLES[example]
+    apply(cluster, document, namespace)
+    name = document["metadata"]["name"]
+    wait_for(lambda: get(cluster, "job", f"{name}-trainer", namespace), timeout=30, message="the launcher Job")
+    job = get(cluster, "job", f"{name}-trainer", namespace)
+    limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == launcher_gpus
+    status = wait_phase(cluster, name, namespace, FINISHED, timeout=90)
+    assert status["phase"] == "Succeeded", status
+    assert status["plan"]["strategy"] == strategy
+    assert status["cost"]["usd"] > 0 and status["cost"]["gpuSeconds"] >= 1
+    printed = cluster.kubectl("get", "tj", name, "-n", namespace)
+    assert "Succeeded" in printed and strategy in printed
+
+
+def test_fine_tune_asking_for_several_gpus_runs_on_one_and_says_why(cluster, operator, namespace):
+    apply(cluster, small_job("greedy", resources={"gpus": 4}), namespace)
+    status = wait_phase(cluster, "greedy", namespace, ("Pending", "Running", "Succeeded"))
+    wait_for(lambda: status_of(cluster, "greedy", namespace).get("plan"), timeout=30)
+    status = status_of(cluster, "greedy", namespace)
+    assert status["plan"]["gpus"] == 1
+    sized = [c for c in status["conditions"] if c["type"] == "SizedDown"]
+    assert sized and "sized down from 4 GPUs to 1" in sized[0]["message"]
+
+
+def test_api_server_refuses_invalid_specs_with_the_field(cluster, namespace):
+    bad = small_job("bad", strategy="scratch")
+    result = cluster.kubectl_run("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(bad))
+    assert result.returncode != 0
+    assert "spec.model.architecture" in result.stderr and "strategy scratch needs model.architecture" in result.stderr
+    worse = small_job("worse", training={"epochs": 0})
+    result = cluster.kubectl_run("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(worse))
+    assert result.returncode != 0 and "spec.training.epochs" in result.stderr
+
+
+def test_unknown_gpu_type_fails_the_job_with_a_reason(cluster, operator, namespace):
+    apply(cluster, small_job("exotic", resources={"gpus": 1, "gpuType": "nvidia-b999"}), namespace)
+    status = wait_phase(cluster, "exotic", namespace, "Failed")
+    [failed] = [c for c in status["conditions"] if c["type"] == "Failed"]
+    assert failed["reason"] == "PlanningFailed" and "nvidia-b999" in failed["message"]
+    assert get(cluster, "job", "exotic-trainer", namespace) is None
+
+
+def test_missing_checkpoint_claim_fails_the_job_with_a_reason(cluster, operator, namespace):
+    apply(cluster, small_job("no-claim", checkpoint={"pvc": "absent"}), namespace)
+    status = wait_phase(cluster, "no-claim", namespace, "Failed")
+    assert any(c["reason"] == "CheckpointClaimMissing" for c in status["conditions"])
+
+
+def test_failed_pod_is_retried_then_fails_after_the_backoff_limit(cluster, operator, namespace):
+    apply(cluster, small_job("flaky", backoffLimit=1), namespace)
+    for attempt in range(2):
+        pod = running_pod(cluster, "flaky", namespace)
+        cluster.kubectl("annotate", "pod", pod, "-n", namespace, "trainwright.dev/kwok-fail=true",
+                        "trainwright.dev/kwok-duration=100ms")
+        if attempt == 0:
+            wait_for(lambda: (status_of(cluster, "flaky", namespace).get("restarts") or 0) >= 1, timeout=30)
+            assert status_of(cluster, "flaky", namespace)["phase"] in ("Pending", "Running")
+            wait_for(lambda: running_pod(cluster, "flaky", namespace) != pod, timeout=60)
+    status = wait_phase(cluster, "flaky", namespace, "Failed", timeout=60)
+    assert status["restarts"] == 2
+    assert any(c["type"] == "Failed" and c["reason"] == "BackoffLimitExceeded" for c in status["conditions"])
+
+
+def test_cost_budget_stops_the_job_and_keeps_the_cost(cluster, operator, namespace):
+    apply(cluster, small_job("spender", budget={"maxCostUSD": 0.001}), namespace)
+    status = wait_phase(cluster, "spender", namespace, FINISHED, timeout=60)
+    assert status["phase"] == "BudgetExceeded"
+    assert status["cost"]["usd"] >= 0.001
+    wait_for(lambda: get(cluster, "job", "spender-trainer", namespace) is None, timeout=30)
+    assert get(cluster, "configmap", "spender-job", namespace) is not None
+
+
+def test_deadline_stops_the_job(cluster, operator, namespace):
+    apply(cluster, small_job("slow", budget={"maxDuration": "2s"}), namespace)
+    status = wait_phase(cluster, "slow", namespace, FINISHED, timeout=60)
+    assert status["phase"] == "BudgetExceeded"
+    assert any(c["reason"] == "DeadlineExceeded" for c in status["conditions"])
+
+
+def test_suspend_removes_pods_and_resume_finishes_the_job(cluster, operator, namespace):
+    apply(cluster, small_job("pausable"), namespace)
+    running_pod(cluster, "pausable", namespace)
+    cluster.kubectl("patch", "tj", "pausable", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    wait_phase(cluster, "pausable", namespace, "Suspended")
+    wait_for(lambda: get(cluster, "job", "pausable-trainer", namespace) is None, timeout=30)
+    cost_when_suspended = status_of(cluster, "pausable", namespace)["cost"]["gpuSeconds"]
+    assert cost_when_suspended > 0
+    cluster.kubectl("patch", "tj", "pausable", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    status = wait_phase(cluster, "pausable", namespace, "Succeeded", timeout=60)
+    assert status["cost"]["gpuSeconds"] > cost_when_suspended
+
+
+def test_finished_job_is_deleted_after_its_ttl(cluster, operator, namespace):
+    apply(cluster, small_job("ephemeral", ttlSecondsAfterFinished=1), namespace)
+    wait_phase(cluster, "ephemeral", namespace, "Succeeded", timeout=60)
+    wait_for(lambda: get(cluster, "trainingjob", "ephemeral", namespace) is None, timeout=30)
+    wait_for(lambda: get(cluster, "configmap", "ephemeral-job", namespace) is None, timeout=30,
+             message="children garbage-collected")
+
+
+def test_trainer_token_patches_its_own_status_and_nothing_else(cluster, operator, namespace, tmp_path, monkeypatch):
+    for name in ("mine", "theirs"):
+        apply(cluster, small_job(name, suspend=True), namespace)
+        wait_for(lambda: get(cluster, "rolebinding", f"{name}-trainer", namespace), timeout=30)
+    token = cluster.kubectl("create", "token", "mine-trainer", "-n", namespace).strip()
+    (tmp_path / "token").write_text(token)
+    monkeypatch.setenv("TRAINWRIGHT_KUBE_API", cluster.server)
+    monkeypatch.setenv("TRAINWRIGHT_KUBE_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("TRAINWRIGHT_KUBE_CA_FILE", str(cluster.ca_file))
+    from trainwright.api.status import Progress
+    from trainwright.trainer.kube_reporter import KubernetesReporter
+
+    mine = KubernetesReporter("mine", namespace)
+    mine.on_eval({"val_loss": 0.5})
+    mine.on_step(Progress(step=10, totalSteps=100, epoch=0, ratio=0.1, loss=0.7, samplesPerSecond=50.0))
+    progress = status_of(cluster, "mine", namespace)["progress"]
+    assert progress["step"] == 10 and progress["loss"] == 0.7 and progress["metrics"] == {"val_loss": 0.5}
+    assert KubernetesReporter("theirs", namespace).patch({"progress": {"step": 99}}) == 403
+    assert "progress" not in status_of(cluster, "theirs", namespace)
+
+
+def test_multi_node_plan_without_kuberay_fails_fast_then_runs_as_a_rayjob_with_it(cluster, operator, namespace):
+    claims(cluster, namespace, "ckpt", "corpus")
+    document = EXAMPLES["scratch-multinode"]
+    apply(cluster, document, namespace)
+    status = wait_phase(cluster, "gpt-multinode", namespace, "Failed")
+    assert any(c["reason"] == "KubeRayMissing" for c in status["conditions"])
+    cluster.install_kuberay_crds()
+    apply(cluster, {**document, "metadata": {"name": "gpt-multinode-2"}}, namespace)
+    wait_for(lambda: get(cluster, "rayjob", "gpt-multinode-2-trainer", namespace), timeout=30, message="the RayJob")
+    ray_job = get(cluster, "rayjob", "gpt-multinode-2-trainer", namespace)
+    [workers] = ray_job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    assert workers["replicas"] == 2
+    assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+
+
+def test_metrics_show_job_series_that_vanish_after_deletion(cluster, operator, namespace):
+    apply(cluster, small_job("observed"), namespace)
+    wait_phase(cluster, "observed", namespace, "Succeeded", timeout=60)
+    series = f'namespace="{namespace}",name="observed"'
+    wait_for(lambda: f'trainwright_job_phase{{{series},strategy="fine-tune",phase="Succeeded"}} 1.0' in operator.metrics(),
+             timeout=15, message="the job's phase series")
+    text = operator.metrics()
+    for metric in ("trainwright_job_cost_dollars_total", "trainwright_job_gpu_seconds_total", "trainwright_job_budget_dollars",
+                   "trainwright_job_estimated_cost_dollars", "trainwright_job_gpus"):
+        assert f"{metric}{{{series}" in text, metric
+    assert 'trainwright_operator_handler_runs_total{handler="launch",result="success"}' in text
+    cluster.kubectl("delete", "tj", "observed", "-n", namespace)
+    wait_for(lambda: series not in operator.metrics(), timeout=15, message="the series to vanish")
+
+
+def test_operator_killed_in_a_burst_of_creates_leaves_exactly_one_set_of_children(cluster, namespace, tmp_path):
+    process = OperatorProcess(cluster, tmp_path / "burst.log").start()
+    documents = [small_job(f"burst-{i}") for i in range(50)]
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(documents))
+    time.sleep(1.0)  # let the operator get part-way through the burst
+    process.kill()
+    process = OperatorProcess(cluster, tmp_path / "burst.log").start()
+    try:
+        def all_planned():
+            jobs = json.loads(cluster.kubectl("get", "tj", "-n", namespace, "-o", "json"))["items"]
+            return len(jobs) == 50 and all((j.get("status") or {}).get("plan") for j in jobs)
+        wait_for(all_planned, timeout=120, message="all 50 jobs planned")
+        for kind in ("configmap", "serviceaccount", "role", "rolebinding", "job"):
+            names = cluster.kubectl("get", kind, "-n", namespace, "-l", "app.kubernetes.io/managed-by=trainwright",
+                                    "-o", "jsonpath={.items[*].metadata.name}").split()
+            suffix = "-job" if kind == "configmap" else "-trainer"
+            assert sorted(names) == sorted(f"burst-{i}{suffix}" for i in range(50)), kind
+    finally:
+        process.stop()
