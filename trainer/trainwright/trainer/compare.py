@@ -64,8 +64,8 @@ def compare_table(rows: list[CompareRow]):
     for row in rows:
         o = row.outcome
         label = "base (scratch)" if row.name == "base" else row.name
-        table.add_row(label, row.task, f"{_short(o.trainable_parameters)}/{_short(o.total_parameters)}", str(o.result.step),
-                      f"{o.wall_seconds:.1f}s", f"${row.cost_usd:.4g}", f"{row.gpu_hours:.3f}",
+        table.add_row(label, row.task, _short(o.trainable_parameters), str(o.result.step),
+                      f"{o.wall_seconds:.1f}s", f"${row.cost_usd:.6f}", f"{row.gpu_hours:.3f}",
                       "-" if row.accuracy is None else f"{row.accuracy:.3f}")
     return table
 

@@ -29,6 +29,8 @@ LORA_TARGETS = {
     "llama": ["q_proj", "v_proj"], "mistral": ["q_proj", "v_proj"], "qwen2": ["q_proj", "v_proj"],
     "gpt_neox": ["query_key_value"], "opt": ["q_proj", "v_proj"],
 }
+# Bidirectional encoders: transformers can bolt an LM head on them, but they cannot do causal-lm.
+ENCODER_FAMILIES = {"bert", "roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2", "xlm-roberta", "camembert"}
 BUILTIN_MODELS = {
     "tiny-gpt": ArchitectureSpec(family="gpt", layers=2, hidden=64, heads=4, vocabSize=128, contextLength=128),
     "tiny-classifier": ArchitectureSpec(family="classifier", layers=2, hidden=64, heads=4, vocabSize=128, contextLength=128),
@@ -131,14 +133,25 @@ def _positions(config) -> int:
     return 1 << 20
 
 
+def _quiet_loading() -> None:
+    """Loading into a new head lists every fresh weight; our messages say what matters."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
 def load_pretrained(source: Source, task: str, labels: TaskLabels) -> BuiltModel:
     """A pre-trained model with the head `task` needs (a new one when the label count differs)."""
+    _quiet_loading()
     if source.kind == "builtin":
         return _builtin(source.value, task, labels)
     location = _pretrained_location(source)
     tokenizer = _load_tokenizer(location, source)
     try:
         config = AutoConfig.from_pretrained(location)
+        if task == "causal-lm" and config.model_type in ENCODER_FAMILIES and not getattr(config, "is_decoder", False):
+            raise TrainerError("spec.model.source", f"{source.text}: a {config.model_type} model is a bidirectional encoder and "
+                               "cannot do causal-lm; use a decoder (e.g. gpt2)")
         if task == "causal-lm":
             model = AutoModelForCausalLM.from_pretrained(location)
         else:
@@ -232,6 +245,7 @@ class HybridModel(nn.Module):
 
 
 def load_hybrid(source: Source, task: str, head_layers: list[HeadLayer], labels: TaskLabels) -> BuiltModel:
+    _quiet_loading()
     if source.kind == "builtin":
         built = _builtin(source.value, "causal-lm" if BUILTIN_MODELS.get(source.value, BUILTIN_MODELS["tiny-gpt"]).family == "gpt" else task, labels)
         backbone = built.model.base_model
