@@ -1,0 +1,94 @@
+"""A run killed at any point resumes from its newest checkpoint and ends with the same weights
+as a run that was never interrupted (CPU, same seed)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY_CLASSIFIER, cpu_plan, make_job, settings_for
+from trainwright.trainer.runner import run_job
+
+JOB = make_job("scratch", {"task": "sequence-classification", "architecture": TINY_CLASSIFIER},
+               {"source": "builtin:topics", "samples": 3000}, {"epochs": 3, "learningRate": 3e-3, "batchSize": 8},
+               {"everySteps": 25, "keep": 2}, name="resume")
+
+
+def write_resolved_job(path):
+    document = JOB.model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["status"] = {"plan": cpu_plan("scratch").to_wire()}
+    path.write_text(json.dumps(document))
+    return path
+
+
+def entrypoint(job_file, output):
+    env = {**os.environ, "TRAINWRIGHT_JOB_FILE": str(job_file), "TRAINWRIGHT_OUTPUT_DIR": str(output),
+           "TRAINWRIGHT_REPORTERS": "jsonl", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "trainwright.trainer"], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(output, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    checkpoints = output / "checkpoints"
+    while time.monotonic() < deadline:
+        if checkpoints.is_dir() and any(p.name.startswith("step-") for p in checkpoints.iterdir()):
+            return
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.01)
+    raise AssertionError("no checkpoint appeared")
+
+
+def weights(output):
+    return load_file(output / "model" / "model.safetensors")
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def reference(_cache={}):
+    """The uninterrupted run's final weights (trained once, in this process)."""
+    if "weights" not in _cache:
+        import tempfile
+        from pathlib import Path
+
+        output = Path(tempfile.mkdtemp(prefix="resume-reference-"))
+        run_job(settings_for(JOB, output))
+        _cache["weights"] = weights(output)
+    return _cache["weights"]
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path):
+    job_file = write_resolved_job(tmp_path / "job.json")
+    output = tmp_path / "out"
+    process = entrypoint(job_file, output)
+    wait_for_checkpoint(output, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (output / "model").exists(), "the run finished before the kill: make it longer"
+    resumed = entrypoint(job_file, output)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert_same_weights(weights(output), reference())
+    events = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "checkpoint" and events[-1]["step"] == 900
+
+
+def test_sigterm_checkpoints_and_exits_143_then_resumes(tmp_path):
+    job_file = write_resolved_job(tmp_path / "job.json")
+    output = tmp_path / "out"
+    process = entrypoint(job_file, output)
+    wait_for_checkpoint(output, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    steps = sorted(p.name for p in (output / "checkpoints").iterdir())
+    assert len(steps) <= 2 and not any(s.startswith(".tmp") for s in steps)  # keep: 2, nothing half-written
+    resumed = entrypoint(job_file, output)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert_same_weights(weights(output), reference())
