@@ -4,12 +4,17 @@ Ray is started here (local, `num_cpus` = the machine's) unless the process is al
 Ray cluster (RAY_ADDRESS set, as in a KubeRay RayJob), and shut down again if we started it.
 """
 
+import json
 import os
 from dataclasses import asdict
 from pathlib import Path
 
 from trainwright.trainer.loop import LoopResult
 from trainwright.trainer.runner import RunSettings
+
+
+def _result_file(settings: RunSettings) -> Path:
+    return Path(settings.output_dir) / "worker-result.json"
 
 
 def _worker(config: dict) -> None:
@@ -25,8 +30,9 @@ def _worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     prepared = prepare(settings, device)
     result = train_prepared(settings, prepared, device, rank=rank, world=world)
+    if rank == 0:  # Ray Train keeps reported metrics only with checkpoints; a file is simpler
+        _result_file(settings).write_text(json.dumps(asdict(result)))
     dist.barrier()  # rank 0 has saved the model
-    ray.train.report({"result": asdict(result)})
 
 
 def run_on_ray(settings: RunSettings) -> LoopResult:
@@ -52,8 +58,8 @@ def run_on_ray(settings: RunSettings) -> LoopResult:
                                          resources_per_worker=None if use_gpu else {"CPU": 1}),
             run_config=RunConfig(name=settings.job.metadata.name, storage_path=str(Path(settings.output_dir).resolve() / "ray")),
         )
-        fit = trainer.fit()
-        return LoopResult(**fit.metrics["result"])
+        trainer.fit()
+        return LoopResult(**json.loads(_result_file(settings).read_text()))
     finally:
         if started_ray:
             ray.shutdown()
