@@ -1,0 +1,66 @@
+"""The container contract: the job from a file or inline JSON, the defaults, clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TINY_CLASSIFIER, cpu_plan, make_job
+from trainwright.trainer.environment import load_job, settings_from_env
+from trainwright.trainer.errors import TrainerError
+
+JOB = make_job("scratch", {"task": "sequence-classification", "architecture": TINY_CLASSIFIER},
+               {"source": "pvc://data/train.jsonl"}, name="contract")
+
+
+def resolved(plan=True) -> dict:
+    document = JOB.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if plan:
+        document["status"] = {"plan": cpu_plan("scratch").to_wire()}
+    return document
+
+
+def test_inline_job_and_defaults():
+    job = load_job({"TRAINWRIGHT_JOB": json.dumps(resolved())})
+    settings = settings_from_env({}, job)
+    assert settings.output_dir == "/workspace/output" and settings.checkpoint_dir == "/workspace/output/checkpoints"
+    assert settings.pvc_root == "/mnt/pvc" and settings.metrics_port == 9090 and settings.reporters == ["console", "jsonl"]
+    assert settings.workers == 1 and settings.job_name == "contract"
+
+
+def test_job_file_and_overrides(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(resolved()))
+    env = {"TRAINWRIGHT_JOB_FILE": str(path), "TRAINWRIGHT_OUTPUT_DIR": "/o", "TRAINWRIGHT_CHECKPOINT_DIR": "/ckpt",
+           "TRAINWRIGHT_PVC_ROOT": "/pvc", "TRAINWRIGHT_REPORTERS": "jsonl,prometheus", "TRAINWRIGHT_METRICS_PORT": "9100",
+           "TRAINWRIGHT_JOB_NAME": "j", "TRAINWRIGHT_JOB_NAMESPACE": "ml"}
+    settings = settings_from_env(env, load_job(env))
+    assert (settings.output_dir, settings.checkpoint_dir, settings.pvc_root) == ("/o", "/ckpt", "/pvc")
+    assert settings.reporters == ["jsonl", "prometheus"] and settings.metrics_port == 9100
+    assert (settings.job_name, settings.namespace) == ("j", "ml")
+
+
+@pytest.mark.parametrize("env, message", [
+    ({}, "set TRAINWRIGHT_JOB_FILE"),
+    ({"TRAINWRIGHT_JOB": "{"}, "TRAINWRIGHT_JOB: not valid JSON"),
+    ({"TRAINWRIGHT_JOB_FILE": "/nonexistent/job.yaml"}, "/nonexistent/job.yaml: cannot read the job"),
+    ({"TRAINWRIGHT_JOB": json.dumps(resolved(plan=False))}, "status.plan is not set"),
+    ({"TRAINWRIGHT_JOB": json.dumps({**resolved(), "kind": "Pod"})}, "kind: must be TrainingJob"),
+])
+def test_bad_job_input_is_one_clear_error(env, message):
+    with pytest.raises(TrainerError, match=message):
+        load_job(env)
+
+
+def test_entrypoint_prints_one_line_and_exits_1_on_bad_data(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text('{"text": "a", "label": 0}\n{"label": 1}\n')
+    env = {**os.environ, "TRAINWRIGHT_JOB": json.dumps(resolved()), "TRAINWRIGHT_PVC_ROOT": str(tmp_path),
+           "TRAINWRIGHT_OUTPUT_DIR": str(tmp_path / "out"), "TRAINWRIGHT_REPORTERS": "jsonl"}
+    done = subprocess.run([sys.executable, "-m", "trainwright.trainer"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path}/data/train.jsonl line 2: missing text field 'text' (spec.dataset.textField)")
+    assert "Traceback" not in done.stderr
