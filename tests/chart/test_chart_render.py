@@ -322,3 +322,24 @@ def test_alerts_fire_when_they_should_and_not_before(helm_cli, promtool, tmp_pat
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(ALERT_TESTS))
     proc = subprocess.run([str(promtool), "test", "rules", "tests.yaml"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _leaves(node: dict, prefix: str = "") -> set[str]:
+    """Dotted keys of values.yaml; maps the user fills in (empty, or the catalog's) are leaves."""
+    out = set()
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and path not in ("operator.resources", "catalog.gpuTypes",
+                                                              "prometheusRule.alertLabels"):
+            out |= _leaves(value, f"{path}.")
+        else:
+            out.add(path)
+    return out
+
+
+def test_install_doc_lists_every_value():
+    doc = (CHART.parents[1] / "docs" / "install.md").read_text()
+    table = {line.split("|")[1].strip().strip("`") for line in doc.splitlines() if line.startswith("| `")}
+    values = _leaves(yaml.safe_load((CHART / "values.yaml").read_text()))
+    assert values - table == set(), "values missing from docs/install.md"
+    assert {k for k in table if "." in k or k == "imagePullSecrets"} - values == set(), "docs/install.md lists unknown values"
