@@ -522,10 +522,6 @@ class ControlPlane:
             "--profiling=false",
             "--v=1",
         ])
-        wait_for(self._readyz, timeout=self.ready_timeout, interval=0.1,
-                 message=lambda: f"kube-apiserver /readyz at {self.server}")
-        self._check_alive()
-
         stage_dir = self._bin_dir / "kwok-stages"
         kwok_cfg = w / "kwok.yaml"
         docs = [{
@@ -548,7 +544,9 @@ class ControlPlane:
         kwok_cfg.write_text("\n---\n".join(json.dumps(d) for d in docs) + "\n")
 
         self.spawn("kube-controller-manager", [
-            f"--kubeconfig={kcm_kc}", f"--authentication-kubeconfig={kcm_kc}", f"--authorization-kubeconfig={kcm_kc}",
+            # No --authentication/authorization-kubeconfig: with them the process exits when it
+            # starts before the API server's RBAC bootstrap is done; its port only serves healthz.
+            f"--kubeconfig={kcm_kc}",
             "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
             f"--root-ca-file={ca}", f"--service-account-private-key-file={sa_key}",
             f"--cluster-signing-cert-file={ca}", f"--cluster-signing-key-file={pki.ca_key}",
@@ -557,12 +555,14 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--leader-elect=false",
             "--concurrent-gc-syncs=5",
+            "--node-monitor-period=1s",
+            "--kube-api-qps=500", "--kube-api-burst=1000",
             "--v=1",
         ])
         self.spawn("kube-scheduler", [
-            f"--kubeconfig={sched_kc}", f"--authentication-kubeconfig={sched_kc}", f"--authorization-kubeconfig={sched_kc}",
+            f"--kubeconfig={sched_kc}",
             "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-            "--leader-elect=false", "--v=1",
+            "--leader-elect=false", "--kube-api-qps=500", "--kube-api-burst=1000", "--v=1",
         ])
         self.spawn("kwok", [
             f"--kubeconfig={kwok_kc}", f"--config={kwok_cfg}",
@@ -572,6 +572,12 @@ class ControlPlane:
             "--node-lease-duration-seconds=40",
             "--v=INFO",
         ])
+        # The other components were started with the API server (they retry until it
+        # answers), which overlaps their start-up with its own.
+        wait_for(self._readyz, timeout=self.ready_timeout, interval=0.1,
+                 message=lambda: f"kube-apiserver /readyz at {self.server}")
+        self._check_alive()
+
         for node in self.nodes:
             self.api("POST", "/api/v1/nodes", node, ok=(201, 409))
 
@@ -614,21 +620,27 @@ class ControlPlane:
             if proc.poll() is not None:
                 raise ComponentExited(f"{name} exited with code {proc.returncode}; see {self.log_dir / (name + '.log')}")
 
-    def stop(self) -> None:
-        """Terminate every process (reverse start order), kill what is left after 10 s."""
+    def stop(self, grace: float = 3.0) -> None:
+        """Terminate every process by PID (reverse start order); kill what is left after ``grace`` s.
+
+        The state is thrown away, so there is no point waiting for kube-apiserver's
+        graceful shutdown (which can take well over 10 s).
+        """
         procs = list(self._procs.items())[::-1]
         for _, p in procs:
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     p.terminate()
-        deadline = time.monotonic() + 10
-        for _, p in procs:
+        deadline = time.monotonic() + grace
+        for name, p in procs:
             try:
                 p.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     p.kill()
                 p.wait(timeout=5)
+                if name in self._log_files:
+                    self._log_files[name].write(f"--- killed: still running {grace:.0f}s after SIGTERM\n".encode())
         self._procs.clear()
         for f in self._log_files.values():
             f.close()
@@ -733,8 +745,8 @@ class ControlPlane:
         files = sorted(crd_dir.glob("*.yaml"))
         if not files:
             raise BinariesMissing(f"no KubeRay CRDs in {crd_dir}. {BUILD_HINT}")
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_dir))
-        names = [d["metadata"]["name"] for f in files for d in _load_yaml_docs(f) if d.get("kind") == "CustomResourceDefinition"]
+        out = self.kubectl("apply", "--server-side", "--force-conflicts", "-o", "name", "-f", str(crd_dir))
+        names = [line.split("/", 1)[1] for line in out.split() if line.startswith("customresourcedefinition")]
         self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *[f"crd/{n}" for n in names])
         return names
 
