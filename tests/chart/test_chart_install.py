@@ -73,9 +73,11 @@ def pv_and_claim(name: str, namespace: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def release(control_plane):
     restricted_namespace(control_plane, SYSTEM_NS)
-    control_plane.helm("install", RELEASE, str(CHART), "--namespace", SYSTEM_NS, timeout=180)
+    output = control_plane.helm("install", RELEASE, str(CHART), "--namespace", SYSTEM_NS, timeout=180)
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.trainwright.dev")
-    return kget(control_plane, "deployment", RELEASE, "-n", SYSTEM_NS)
+    deployment = kget(control_plane, "deployment", RELEASE, "-n", SYSTEM_NS)
+    deployment["notes"] = output.split("NOTES:", 1)[-1]
+    return deployment
 
 
 class OperatorProcess:
@@ -206,6 +208,14 @@ def test_operator_pod_is_admitted_under_restricted_pod_security(control_plane, r
     assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
     # And the Deployment's own ReplicaSet got its pod admitted and Ready (on a fake node).
     control_plane.kubectl("rollout", "status", f"deployment/{RELEASE}", "-n", SYSTEM_NS, "--timeout=90s")
+
+
+def test_install_notes_tell_the_user_what_to_do_next(release):
+    notes = release["notes"]
+    for line in (f"kubectl -n {SYSTEM_NS} rollout status deployment/{RELEASE}", "kubectl apply -f job.yaml",
+                 "kubectl get tj -w", f"service/{RELEASE}-metrics", "set prometheusRule.enabled=true",
+                 "label grafana_dashboard=\"1\"", f"helm uninstall {RELEASE} -n {SYSTEM_NS}"):
+        assert line in notes, f"{line!r} not in NOTES:\n{notes}"
 
 
 def test_chart_service_account_is_not_admin(control_plane, operator):
