@@ -8,6 +8,7 @@ every component's log is attached to its report.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -47,7 +48,7 @@ def control_plane():
 @pytest.fixture
 def namespace(control_plane, request):
     """A fresh namespace per test, deleted afterwards (without waiting)."""
-    name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = ("t-" + re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower())[:50]).strip("-")
     control_plane.api("POST", "/api/v1/namespaces",
                       {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}, ok=(201, 409))
     devcluster.wait_for(

@@ -161,6 +161,36 @@ def test_pod_fail_annotation(control_plane, namespace):
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
 
 
+def test_pod_lifecycle_annotations(control_plane, namespace):
+    """kwok-complete=false keeps a Job's pod Running; kwok-complete=true completes a bare pod."""
+    cp = control_plane
+    cp.kubectl("apply", "-n", namespace, "-f", "-",
+               input=json.dumps(job_manifest("forever", 1, annotations={devcluster.ANN_COMPLETE: "false"})))
+    cp.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(job_manifest("normal", 1)))
+    bare = {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "bare", "annotations": {devcluster.ANN_COMPLETE: "true",
+                                                         devcluster.ANN_DURATION: "1s"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}
+    cp.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(bare))
+    wait_for(lambda: get_json(cp, "job", "normal", "-n", namespace)["status"].get("succeeded") == 1,
+             timeout=60, message="Job normal to succeed")
+    wait_for(lambda: get_json(cp, "pod", "bare", "-n", namespace)["status"]["phase"] == "Succeeded",
+             timeout=60, message="bare pod with kwok-complete=true to succeed")
+    # Created together with "normal", which has completed by now: "forever" must still run.
+    pods = wait_for(lambda: _pods(cp, namespace, "forever"), timeout=30, message="pod of Job forever")
+    wait_for(lambda: _pods(cp, namespace, "forever")[0]["status"].get("phase") == "Running",
+             timeout=30, message="pod of Job forever Running")
+    assert len(pods) == 1
+    assert get_json(cp, "job", "forever", "-n", namespace)["status"].get("succeeded") is None
+
+
+def test_versions_match_build_script():
+    """devcluster.py's pinned versions (the cache key) agree with hack/build-control-plane.sh."""
+    script = (Path(__file__).parents[2] / "hack" / "build-control-plane.sh").read_text()
+    for var in ("KUBE_VERSION", "ETCD_VERSION", "KWOK_VERSION", "HELM_VERSION", "KUBERAY_VERSION"):
+        assert f"{var}={getattr(devcluster, var)}\n" in script, var
+
+
 def test_garbage_collection(control_plane, namespace):
     cp = control_plane
     owner = json.loads(cp.kubectl("create", "configmap", "owner", "-n", namespace, "-o", "json"))
