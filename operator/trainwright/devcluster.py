@@ -167,6 +167,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the parent dies (Linux), so a killed test
+    run leaves no orphan control plane behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort, not Linux
+        pass
+
+
 # --------------------------------------------------------------------------- certificates
 
 
@@ -610,6 +622,7 @@ class ControlPlane:
         proc = subprocess.Popen(
             [str(exe), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=self.work_dir, env=dict(env) if env is not None else None, start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self._procs[name] = proc
         self._log_files[name] = log
@@ -779,6 +792,7 @@ def _main(argv: list[str] | None = None) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     with cp:
         if args.kuberay_crds:
             cp.install_kuberay_crds()
@@ -791,8 +805,6 @@ def _main(argv: list[str] | None = None) -> int:
             while not stop:
                 time.sleep(0.5)
                 cp._check_alive()
-        except KeyboardInterrupt:
-            pass
         except ControlPlaneError as exc:
             print(f"error: {exc}\n{cp.dump_logs()}", file=sys.stderr)
             return 1
