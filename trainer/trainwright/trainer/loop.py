@@ -130,13 +130,17 @@ def train(
 ) -> LoopResult:
     model = built.model.to(device)
     model.train()
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 leftovers on tensor cores
+        torch.backends.cudnn.allow_tf32 = True
     per_epoch = steps_per_epoch(len(train_set), config, world)
     total = per_epoch * config.epochs
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     log_every = config.log_every or max(1, min(10, total // 50))
     groups = _parameter_groups(model, built.backbone, config)
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=device.type == "cuda")
+    cuda = device.type == "cuda"
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=cuda, foreach=not cuda)  # one kernel per group, not per tensor
     warmup = int(total * config.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
