@@ -412,7 +412,6 @@ class ControlPlane:
         keep_work_dir: bool | None = None,
         nodes: list[dict[str, Any]] | None = None,
         ready_timeout: float = 60.0,
-        log_stream: Any = None,
     ):
         self._bin_dir = find_binaries(Path(bin_dir) if bin_dir else None)
         self._own_work_dir = work_dir is None
@@ -428,7 +427,6 @@ class ControlPlane:
         self.log_dir = self.work_dir / "logs"
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._log_files: dict[str, Any] = {}
-        self._log_stream = log_stream
         self.server = ""
         self.kubeconfig = self.work_dir / "admin.kubeconfig"
         self.started_at: float | None = None
@@ -442,12 +440,13 @@ class ControlPlane:
 
     @property
     def env(self) -> dict[str, str]:
-        """os.environ plus KUBECONFIG, PATH with the bin dir first, and Helm dirs in the work dir."""
+        """os.environ plus KUBECONFIG, PATH with the bin dir first, Helm and kubectl cache dirs in the work dir."""
         env = dict(os.environ)
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["PATH"] = f"{self._bin_dir}{os.pathsep}{env.get('PATH', '')}"
         for var, sub in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"), ("HELM_DATA_HOME", "data")):
             env[var] = str(self.work_dir / "helm" / sub)
+        env["KUBECACHEDIR"] = str(self.work_dir / "kube-cache")
         return env
 
     @property
