@@ -14,7 +14,7 @@
 #   hack/build-control-plane.sh k8s helm   # only some groups (k8s etcd kwok helm kuberay)
 #   hack/build-control-plane.sh --print-bin-dir
 #
-# Needs Go >= 1.25 (GO env var or `go` on PATH or /usr/local/go/bin/go) and network
+# Needs Go >= 1.26 (etcd 3.6.16, kwok 0.8.0 and helm 3.22.0 declare go 1.26.0; GO env var or `go` on PATH or /usr/local/go/bin/go) and network
 # access to the Go module proxy. GOMODCACHE/GOCACHE keep their defaults so rebuilds
 # reuse downloaded modules and compiled packages.
 set -euo pipefail
