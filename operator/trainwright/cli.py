@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trainwright.api import ManifestError, load_documents
+from trainwright.api.chart import CHART_CRD_PATH, render_chart_crd
 from trainwright.api.crd import CRD_FILENAME, render_crd
 from trainwright.api.durations import format_duration
 from trainwright.controller.constants import DEFAULT_TRAINER_IMAGE
@@ -99,17 +100,21 @@ def cmd_plan(args) -> int:
 
 
 def cmd_crds(args) -> int:
-    path = Path(args.output_dir) / CRD_FILENAME
-    text = render_crd()
+    """Write (or with --check, compare) the CRD and the chart's copy of it."""
+    outputs = {Path(args.output_dir) / CRD_FILENAME: render_crd()}
+    if args.chart_crd:
+        outputs[Path(args.chart_crd)] = render_chart_crd()
+    stale = [path for path, text in outputs.items() if not path.exists() or path.read_text() != text]
     if args.check:
-        if not path.exists() or path.read_text() != text:
+        for path in stale:
             stderr.print(f"{path} is out of date: run `trainwright crds`")
-            return 1
-        stdout.print(f"{path} is up to date")
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    stdout.print(f"wrote {path}")
+        if not stale:
+            stdout.print("CRDs are up to date")
+        return 1 if stale else 0
+    for path, text in outputs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        stdout.print(f"wrote {path}")
     return 0
 
 
@@ -138,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds = commands.add_parser("crds", help="write the CRD generated from the API models")
     crds.add_argument("--output-dir", default="crds", metavar="DIR")
-    crds.add_argument("--check", action="store_true", help="fail when the file differs from the models")
+    crds.add_argument("--chart-crd", default=str(CHART_CRD_PATH), metavar="FILE",
+                      help="also write the Helm chart's CRD template ('' to skip)")
+    crds.add_argument("--check", action="store_true", help="fail when a file differs from the models")
     crds.set_defaults(func=cmd_crds)
 
     operator = commands.add_parser("operator", help="run the operator (kopf, standalone) against the current cluster")

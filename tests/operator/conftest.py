@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import uuid
 import sys
 import urllib.request
 from pathlib import Path
@@ -103,7 +104,8 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def namespace(cluster, request):
-    name = "op-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:40].strip("-")
+    slug = request.node.originalname.lower().replace("_", "-").removeprefix("test-")[:40].strip("-")
+    name = f"{slug}-{uuid.uuid4().hex[:5]}"
     cluster.kubectl("create", "namespace", name)
     wait_for(lambda: cluster.kubectl_run("get", "serviceaccount", "default", "-n", name).returncode == 0,
              timeout=30, message=f"default ServiceAccount in {name}")

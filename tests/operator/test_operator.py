@@ -48,6 +48,7 @@ def small_job(name: str, **spec_changes) -> dict:
     job = copy.deepcopy(EXAMPLES["fine-tune"])
     job["metadata"] = {"name": name}
     job["spec"].pop("checkpoint")
+    job["spec"]["dataset"]["source"] = "builtin:reviews"  # no claim needed
     job["spec"].update(spec_changes)
     return job
 
@@ -100,10 +101,14 @@ def test_unknown_gpu_type_fails_the_job_with_a_reason(cluster, operator, namespa
     assert get(cluster, "job", "exotic-trainer", namespace) is None
 
 
-def test_missing_checkpoint_claim_fails_the_job_with_a_reason(cluster, operator, namespace):
+def test_missing_claims_fail_the_job_with_a_reason(cluster, operator, namespace):
     apply(cluster, small_job("no-claim", checkpoint={"pvc": "absent"}), namespace)
     status = wait_phase(cluster, "no-claim", namespace, "Failed")
-    assert any(c["reason"] == "CheckpointClaimMissing" for c in status["conditions"])
+    [failed] = [c for c in status["conditions"] if c["type"] == "Failed"]
+    assert failed["reason"] == "CheckpointClaimMissing" and "checkpoint.pvc: PersistentVolumeClaim 'absent'" in failed["message"]
+    apply(cluster, small_job("no-data", dataset={"source": "pvc://nothing/train.jsonl"}), namespace)
+    status = wait_phase(cluster, "no-data", namespace, "Failed")
+    assert any(c["reason"] == "ClaimMissing" and "dataset.source" in c["message"] for c in status["conditions"])
 
 
 def test_failed_pod_is_retried_then_fails_after_the_backoff_limit(cluster, operator, namespace):

@@ -74,8 +74,12 @@ def test_plan_of_a_missing_file_is_one_line(tmp_path):
     assert "cannot read" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_crds_check_detects_drift(tmp_path, capsys):
-    assert main(["crds", "--output-dir", str(tmp_path)]) == 0
-    assert main(["crds", "--output-dir", str(tmp_path), "--check"]) == 0
-    (tmp_path / "trainingjobs.trainwright.dev.yaml").write_text("stale")
-    assert main(["crds", "--output-dir", str(tmp_path), "--check"]) == 1
+def test_crds_check_detects_drift_of_either_copy(tmp_path, capsys):
+    args = ["crds", "--output-dir", str(tmp_path), "--chart-crd", str(tmp_path / "chart-crd.yaml")]
+    assert main(args) == 0
+    assert main(args + ["--check"]) == 0
+    for name in ("trainingjobs.trainwright.dev.yaml", "chart-crd.yaml"):
+        good = (tmp_path / name).read_text()
+        (tmp_path / name).write_text("stale")
+        assert main(args + ["--check"]) == 1
+        (tmp_path / name).write_text(good)

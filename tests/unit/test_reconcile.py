@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from trainwright.api import parse_job
-from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state
+from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state, waiting_reason
 from trainwright.controller.reconcile import LauncherState, Observed, reconcile, rfc3339
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
@@ -138,9 +138,22 @@ def test_ray_job_states():
 def test_pod_usage_counts_gpu_seconds_of_running_and_finished_pods():
     running, seconds = pods_usage([POD_RUNNING, POD_DONE, POD_PENDING], cpu_job=False, now=NOW)
     assert running == 1
-    assert seconds == 2 * 30 + 2 * 60
+    assert seconds == 2 * 60 + 2 * 60  # from the pods' start times: the GPUs are held from then
 
 
 def test_cpu_jobs_count_each_pod_as_one_worker():
     _, seconds = pods_usage([POD_DONE], cpu_job=True, now=NOW)
     assert seconds == 60
+
+
+POD_UNSCHEDULABLE = {"metadata": {}, "spec": {"containers": [{}]}, "status": {"phase": "Pending", "conditions": [
+    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+     "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]}}
+
+
+def test_unschedulable_pods_explain_why_the_job_is_pending(job_dict):
+    reason = waiting_reason([POD_RUNNING, POD_UNSCHEDULABLE])
+    assert reason == "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    decision = reconcile(spec_of(job_dict), {}, Observed(LauncherState(exists=True, uid="u"), 0, 0.0, NOW, reason), PRICE)
+    [pending] = [c for c in decision.status["conditions"] if c["type"] == "Pending"]
+    assert pending["message"] == reason

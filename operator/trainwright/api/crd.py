@@ -73,6 +73,9 @@ def _structural(node, defs: dict, models: dict) -> dict:
             continue
         if key == "const":
             out["enum"] = [value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):  # JSON Schema 2020 -> OpenAPI 3.0
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         elif key == "properties":
             out[key] = {name: _structural(sub, defs, models) for name, sub in value.items()}
         elif key in ("items", "additionalProperties"):

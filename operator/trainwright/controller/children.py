@@ -89,15 +89,19 @@ def build_role_binding(job: TrainingJob, plan: Plan, uid: str) -> dict:
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": job.metadata.namespace}]}
 
 
-def _pvc_claims(job: TrainingJob) -> list[str]:
-    """Claims named by pvc:// sources, mounted read-only under PVC_ROOT."""
-    claims = []
-    for source in (job.spec.model.source, job.spec.dataset.source):
-        if source and source.startswith("pvc://"):
-            claim = source.removeprefix("pvc://").split("/", 1)[0]
-            if claim not in claims:
-                claims.append(claim)
-    return claims
+def claims_of(job: TrainingJob) -> list[tuple[str, str]]:
+    """(field, claim) for every PersistentVolumeClaim the job's pods mount."""
+    found = [(field, source.removeprefix("pvc://").split("/", 1)[0])
+             for field, source in (("model.source", job.spec.model.source), ("dataset.source", job.spec.dataset.source))
+             if source and source.startswith("pvc://")]
+    if job.spec.checkpoint.pvc:
+        found.append(("checkpoint.pvc", job.spec.checkpoint.pvc))
+    return found
+
+
+def _source_claims(job: TrainingJob) -> list[str]:
+    """Claims named by pvc:// sources, mounted read-only under PVC_ROOT (each once)."""
+    return list(dict.fromkeys(claim for field, claim in claims_of(job) if field != "checkpoint.pvc"))
 
 
 RESTRICTED_CONTAINER_SECURITY = {
@@ -145,7 +149,7 @@ def build_pod_spec(job: TrainingJob, plan: Plan, settings: LaunchSettings, gpus:
         volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": job.spec.checkpoint.pvc}})
         mounts.append({"name": "checkpoints", "mountPath": c.CHECKPOINT_MOUNT, "subPath": name})
         env["TRAINWRIGHT_CHECKPOINT_DIR"] = c.CHECKPOINT_MOUNT
-    for claim in _pvc_claims(job):
+    for claim in _source_claims(job):
         volumes.append({"name": f"pvc-{claim}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
         mounts.append({"name": f"pvc-{claim}", "mountPath": f"{c.PVC_ROOT}/{claim}", "readOnly": True})
     container = {

@@ -13,10 +13,10 @@ import kopf
 from trainwright.api import FINISHED_PHASES, ManifestError, parse_job
 from trainwright.api.status import Plan
 from trainwright.controller import constants as c
-from trainwright.controller.children import LaunchSettings, build_children, launcher_name
+from trainwright.controller.children import LaunchSettings, build_children, claims_of, launcher_name
 from trainwright.controller.kube import Kube
 from trainwright.controller.metrics import JobStore, OperatorMetrics, snapshot_of
-from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state
+from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state, waiting_reason
 from trainwright.controller.reconcile import Observed, reconcile, rfc3339, set_condition
 from trainwright.planner import Catalog, PlanningError, default_catalog, plan_job
 from trainwright.planner.catalog import CPU
@@ -68,9 +68,11 @@ def preflight(job, plan: Plan, kube: Kube) -> tuple[str, str] | None:
     if plan.launcher == "rayjob" and not kube.has_resource(c.RAY_GROUP, c.RAY_VERSION, c.RAY_JOBS):
         return "KubeRayMissing", (f"the plan needs {plan.pods} nodes, which run as a KubeRay RayJob, "
                                   "but KubeRay's CRDs are not installed")
-    claim = job.spec.checkpoint.pvc
-    if claim and kube.get("v1", "PersistentVolumeClaim", job.metadata.namespace, claim) is None:
-        return "CheckpointClaimMissing", f"checkpoint.pvc {claim!r} does not exist in {job.metadata.namespace}"
+    namespace = job.metadata.namespace
+    for field, claim in claims_of(job):
+        if kube.get("v1", "PersistentVolumeClaim", namespace, claim) is None:
+            reason = "CheckpointClaimMissing" if field == "checkpoint.pvc" else "ClaimMissing"
+            return reason, f"{field}: PersistentVolumeClaim {claim!r} does not exist in {namespace}"
     return None
 
 
@@ -150,9 +152,10 @@ async def tick(body, spec, status, name, namespace, uid, patch, memo, launchers,
             memo.config.kube.get, f"{c.RAY_GROUP}/{c.RAY_VERSION}", "RayJob", namespace, launcher_name(name)))
     else:
         launcher = batch_job_state(_first(launchers, key))
-    running, device_seconds = pods_usage(list(trainer_pods.get(key, [])), plan.gpus == 0, now)
+    pods = list(trainer_pods.get(key, []))
+    running, device_seconds = pods_usage(pods, plan.gpus == 0, now)
     price = memo.config.catalog.get(CPU if plan.gpus == 0 else job.spec.resources.gpuType).price_per_hour
-    decision = reconcile(job.spec, dict(status), Observed(launcher, running, device_seconds, now), price)
+    decision = reconcile(job.spec, dict(status), Observed(launcher, running, device_seconds, now, waiting_reason(pods)), price)
     await asyncio.to_thread(_act, memo.config, job, plan, uid, decision)
     for key_, value in decision.status.items():
         if key_ == "cost" and _same_cost(value, status.get("cost")):

@@ -58,13 +58,13 @@ def pod_devices(pod: dict, cpu_job: bool) -> int:
 
 
 def pod_run_window(pod: dict, now: datetime) -> tuple[datetime, datetime] | None:
-    """When the pod's containers ran: start to finish, or to now while it runs."""
+    """When the pod held its devices: from the kubelet's start (image pulls included: the GPU is
+    already taken) to its containers' last finish, or to now while it runs."""
     status = pod.get("status") or {}
     phase = status.get("phase")
     containers = status.get("containerStatuses") or []
-    starts = [parse_time(s.get("state", {}).get("running", {}).get("startedAt")
-                         or s.get("state", {}).get("terminated", {}).get("startedAt")) for s in containers]
-    start = min([s for s in starts if s], default=None) or parse_time(status.get("startTime"))
+    starts = [parse_time(s.get("state", {}).get("running", {}).get("startedAt")) for s in containers]
+    start = parse_time(status.get("startTime")) or min([s for s in starts if s], default=None)
     if start is None or phase in (None, "Pending"):
         return None
     if phase == "Running":
@@ -84,3 +84,15 @@ def pods_usage(pods: list[dict], cpu_job: bool, now: datetime) -> tuple[int, flo
         if window:
             seconds += max(0.0, (window[1] - window[0]).total_seconds()) * pod_devices(pod, cpu_job)
     return running, seconds
+
+
+def waiting_reason(pods: list[dict]) -> str:
+    """Why a pod is not running yet, as the scheduler or kubelet put it ('' when none says)."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") not in (None, "Pending"):
+            continue
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                return f"{condition.get('reason', 'Unschedulable')}: {condition.get('message', '')}".strip()
+    return ""

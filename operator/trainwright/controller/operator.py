@@ -17,6 +17,8 @@ def run_operator(namespaces: list[str], metrics_port: int, health_port: int, tra
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # one line per handler run is noise at hundreds of jobs
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     load_config()
     config = handlers.OperatorConfig(catalog=load_catalog(catalog_path),
                                      launch=LaunchSettings(trainer_image=trainer_image), kube=Kube())
@@ -24,7 +26,7 @@ def run_operator(namespaces: list[str], metrics_port: int, health_port: int, tra
     asyncio.run(kopf.operator(
         standalone=True,
         clusterwide=not namespaces,
-        namespaces=namespaces or None,
+        namespaces=namespaces,
         liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz",
         memo=kopf.Memo(config=config),
     ))

@@ -32,6 +32,7 @@ class Observed:
     running_pods: int
     device_seconds: float  # GPU-seconds (CPU-worker-seconds for CPU jobs) of the pods that exist now
     now: datetime
+    waiting: str = ""  # why pods are not running yet, e.g. the scheduler's Unschedulable message
 
 
 @dataclass
@@ -119,7 +120,7 @@ def reconcile(spec: TrainingJobSpec, status: dict, observed: Observed, price_per
     elif observed.running_pods > 0:
         phase, reason, message = "Running", "TrainerRunning", f"{observed.running_pods} pod(s) running"
     else:
-        phase, reason, message = "Pending", "WaitingForPods", "waiting for the trainer's pods to start"
+        phase, reason, message = "Pending", "WaitingForPods", observed.waiting or "waiting for the trainer's pods to start"
 
     if phase == "Running" and start is None:
         new["startTime"] = rfc3339(now)
@@ -129,7 +130,7 @@ def reconcile(spec: TrainingJobSpec, status: dict, observed: Observed, price_per
         new["cost"] = settle(cost, launcher.uid)
     new["phase"] = phase
     if reason is not None:
-        for type_ in ("Running", "Succeeded", "Failed", "Suspended", "BudgetExceeded"):
+        for type_ in ("Pending", "Running", "Succeeded", "Failed", "Suspended", "BudgetExceeded"):
             if type_ == phase:
                 conditions = set_condition(conditions, type_, "True", reason, message, now)
             elif any(c["type"] == type_ for c in conditions):
