@@ -173,7 +173,7 @@ def train(
             reporter.on_checkpoint(step, str(path))
 
     frozen = None
-    forward = model
+    forward, ddp = model, None
     loss_sum = torch.zeros((), device=device)
     loss_terms, last_loss = 0, None
     samples_per_step = config.batch_size * config.grad_accum * world
@@ -203,9 +203,10 @@ def train(
         if want_frozen != frozen:
             _set_backbone_frozen(built.backbone, want_frozen)
             frozen = want_frozen
-            forward = model
+            ddp = None
             if world > 1:  # DDP registers the trainable parameters when it wraps the model
-                forward = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+                ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            forward = ddp if ddp is not None else model
             if config.compile:
                 forward = torch.compile(forward)
         order = epoch_order(len(train_set), config.seed, epoch, rank, world)
@@ -218,8 +219,8 @@ def train(
                 indices = order[start:start + micro]
                 batch = train_set.collate(indices, device)
                 tokens += train_set.tokens_in(indices) * world
-                sync = m == config.grad_accum - 1 or world == 1
-                with (contextlib.nullcontext() if sync else forward.no_sync()), _autocast(device, config.precision):
+                sync = ddp is None or m == config.grad_accum - 1
+                with (contextlib.nullcontext() if sync else ddp.no_sync()), _autocast(device, config.precision):
                     loss = forward(**batch).loss / config.grad_accum
                 scaler.scale(loss).backward()
                 loss_sum += loss.detach()
