@@ -151,3 +151,9 @@ def test_split_and_order_depend_on_the_seed_alone():
 
 def test_unused_loop_config_defaults_are_sane():
     assert LoopConfig(task="causal-lm").precision == "fp32"
+
+
+def test_a_hub_model_that_cannot_be_reached_is_one_clear_error(tmp_path):
+    job = make_job("fine-tune", {"task": "sequence-classification", "source": "hf://nobody/no-such-model"},
+                   {"source": "builtin:living"})
+    assert error_of(job, tmp_path).startswith("spec.model.source: hf://nobody/no-such-model: cannot load")

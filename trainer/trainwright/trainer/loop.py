@@ -193,7 +193,7 @@ def train(
         reporter.on_step(Progress(
             step=step, totalSteps=total, epoch=epoch, ratio=step / total if total else None, loss=last_loss,
             samplesPerSecond=rate * samples_per_step if rate else None, etaSeconds=(total - step) / rate if rate else None,
-            metrics=metrics or None, updatedAt=now_rfc3339(),
+            metrics={k: v for k, v in metrics.items() if k.startswith("val_")} or None, updatedAt=now_rfc3339(),
         ))
 
     for epoch in range(epochs_done, config.epochs):

@@ -1,0 +1,68 @@
+"""Loop semantics: gradient accumulation, early stopping, causal-lm through LoRA and hybrid, built-ins."""
+
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from conftest import TINY_GPT, make_job, settings_for
+from trainwright.trainer.data import TokenizedSet
+from trainwright.trainer.loop import LoopConfig, train
+from trainwright.trainer.models import BuiltModel
+from trainwright.trainer.runner import run_job
+
+CPU = torch.device("cpu")
+
+
+def no_dropout_classifier():
+    torch.manual_seed(0)
+    return BertForSequenceClassification(BertConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=2))
+
+
+def test_accumulating_two_half_batches_matches_one_full_batch():
+    generator = torch.Generator().manual_seed(0)
+    sequences = torch.randint(5, 64, (64, 12), generator=generator).tolist()
+    data = TokenizedSet(sequences, [s[0] % 2 for s in sequences], pad_id=0, task="sequence-classification")
+    models = []
+    for batch, accumulation in ((16, 1), (8, 2)):
+        model = no_dropout_classifier()
+        config = LoopConfig(task="sequence-classification", epochs=2, batch_size=batch, grad_accum=accumulation, lr=1e-3)
+        result = train(BuiltModel(model, None, 32), data, None, config, device=CPU)
+        assert result.step == 8
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_early_stopping_stops_when_the_metric_stalls(tmp_path):
+    job = make_job("scratch", {"task": "sequence-classification", "architecture": {**TINY_GPT, "family": "classifier"}},
+                   {"source": "builtin:living", "samples": 200},
+                   {"epochs": 6, "earlyStopping": {"metric": "val_loss", "patience": 1, "minDelta": 10.0}})
+    outcome = run_job(settings_for(job, tmp_path))
+    assert outcome.result.stopped_early and outcome.result.epochs_done == 2 and outcome.result.step == 20
+
+
+def gpt_base(root):
+    job = make_job("scratch", {"task": "causal-lm", "architecture": TINY_GPT}, {"source": "builtin:patterns", "samples": 1000},
+                   {"learningRate": 3e-3, "epochs": 3})
+    run_job(settings_for(job, root / "gpt"))
+    return str(root / "gpt" / "model")
+
+
+def test_causal_lm_through_lora_and_hybrid(tmp_path):
+    source = gpt_base(tmp_path)
+    patterns = {"source": "builtin:patterns", "samples": 300}
+    lora = run_job(settings_for(make_job("fine-tune", {"task": "causal-lm", "source": source, "adapter": {"rank": 4}},
+                                         patterns, {"learningRate": 1e-2}), tmp_path / "lora"))
+    assert lora.result.metrics["val_perplexity"] < 10  # untrained: about 128
+    assert lora.trainable_parameters < lora.total_parameters / 5
+    hybrid = run_job(settings_for(make_job("hybrid", {"task": "causal-lm", "source": source, "head": [{"type": "layernorm"}]},
+                                           patterns, {"learningRate": 1e-2, "epochs": 3, "freezeEpochs": 1}), tmp_path / "hybrid"))
+    assert hybrid.result.metrics["val_perplexity"] < 20
+
+
+def test_builtin_models_fine_tune(tmp_path):
+    job = make_job("fine-tune", {"task": "sequence-classification", "source": "builtin:tiny-classifier"},
+                   {"source": "builtin:living", "samples": 200}, {"epochs": 1, "learningRate": 1e-3})
+    outcome = run_job(settings_for(job, tmp_path))
+    assert outcome.result.step == 10 and (tmp_path / "model" / "config.json").exists()
