@@ -6,12 +6,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import TINY_CLASSIFIER, make_job, settings_for
+import torch
+
+from trainer_helpers import TINY_CLASSIFIER, make_job, settings_for
 from trainwright.trainer.errors import TrainerError
 from trainwright.trainer.runner import prepare
-from trainwright.trainer.loop import LoopConfig
-
-import torch
 
 CPU = torch.device("cpu")
 
@@ -147,10 +146,6 @@ def test_split_and_order_depend_on_the_seed_alone():
     assert epoch_order(50, 0, 1) == epoch_order(50, 0, 1) != epoch_order(50, 0, 2)
     shards = [epoch_order(50, 0, 1, rank, 2) for rank in range(2)]
     assert len(shards[0]) == len(shards[1]) == 25 and not set(shards[0]) & set(shards[1])
-
-
-def test_unused_loop_config_defaults_are_sane():
-    assert LoopConfig(task="causal-lm").precision == "fp32"
 
 
 def test_a_hub_model_that_cannot_be_reached_is_one_clear_error(tmp_path):

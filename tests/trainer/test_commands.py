@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-from conftest import TINY_CLASSIFIER, make_job
+from trainer_helpers import TINY_CLASSIFIER, make_job
 from trainwright.cli import main
 
 

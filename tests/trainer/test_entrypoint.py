@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import TINY_CLASSIFIER, cpu_plan, make_job
+from trainer_helpers import TINY_CLASSIFIER, cpu_plan, make_job
 from trainwright.trainer.environment import load_job, settings_from_env
 from trainwright.trainer.errors import TrainerError
 

@@ -3,7 +3,7 @@
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from conftest import TINY_GPT, make_job, settings_for
+from trainer_helpers import TINY_GPT, make_job, settings_for
 from trainwright.trainer.data import TokenizedSet
 from trainwright.trainer.loop import LoopConfig, train
 from trainwright.trainer.models import BuiltModel

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import TINY_CLASSIFIER, make_job, settings_for
+from trainer_helpers import TINY_CLASSIFIER, make_job, settings_for
 from trainwright.trainer.runner import run_job
 
 

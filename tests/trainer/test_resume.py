@@ -1,6 +1,7 @@
 """A run killed at any point resumes from its newest checkpoint and ends with the same weights
 as a run that was never interrupted (CPU, same seed)."""
 
+import itertools
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import time
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY_CLASSIFIER, cpu_plan, make_job, settings_for
+from trainer_helpers import TINY_CLASSIFIER, cpu_plan, make_job, settings_for
 from trainwright.trainer.runner import run_job
 
 JOB = make_job("scratch", {"task": "sequence-classification", "architecture": TINY_CLASSIFIER},
@@ -92,3 +93,38 @@ def test_sigterm_checkpoints_and_exits_143_then_resumes(tmp_path):
     resumed = entrypoint(job_file, output)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     assert_same_weights(weights(output), reference())
+
+
+def run_in_process(tmp_path, stop_at=None):
+    """prepare + train with a checkpointer; `stop_at` interrupts after that step (like SIGTERM)."""
+    from trainwright.trainer.checkpoint import Checkpointer
+    from trainwright.trainer.loop import train
+    from trainwright.trainer.runner import prepare
+
+    job = make_job("hybrid", {"task": "sequence-classification", "source": "builtin:tiny-classifier",
+                              "head": [{"type": "linear", "size": 16}, {"type": "dropout", "p": 0.2}]},
+                   {"source": "builtin:living", "samples": 400},
+                   {"epochs": 3, "freezeEpochs": 1, "earlyStopping": {"metric": "val_accuracy", "patience": 5}},
+                   {"everySteps": 7, "keep": 1})
+    prepared = prepare(settings_for(job, tmp_path), torch.device("cpu"))
+    result = train(prepared.built, prepared.train_set, prepared.validation, prepared.config, device=torch.device("cpu"),
+                   checkpointer=Checkpointer(tmp_path / "checkpoints", 1), num_labels=2,
+                   should_stop=stop_after(stop_at))
+    return prepared.built.model.state_dict(), result
+
+
+def stop_after(steps):
+    """A stop flag that rises after `steps` steps (the loop asks once per step)."""
+    calls = itertools.count(1)
+    return lambda: steps is not None and next(calls) >= steps
+
+
+def test_resume_across_an_epoch_end_repeats_its_evaluation_exactly(tmp_path):
+    reference_weights, reference_result = run_in_process(tmp_path / "a")
+    for stop_at in (20, 33):  # 20 steps per epoch: stop right before epoch 0's evaluation, then mid epoch 1
+        directory = tmp_path / f"stop-{stop_at}"
+        _, interrupted = run_in_process(directory, stop_at)
+        assert interrupted.interrupted and interrupted.step == stop_at
+        weights_after, resumed = run_in_process(directory)
+        assert resumed.metrics == reference_result.metrics and resumed.step == reference_result.step
+        assert_same_weights(weights_after, reference_weights)

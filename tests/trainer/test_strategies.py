@@ -5,7 +5,7 @@ import json
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import TINY_CLASSIFIER, TINY_GPT, make_job, settings_for
+from trainer_helpers import TINY_CLASSIFIER, TINY_GPT, make_job, settings_for
 from trainwright.trainer.loop import train
 from trainwright.trainer.runner import prepare, run_job
 
