@@ -95,7 +95,19 @@ def test_sigterm_checkpoints_and_exits_143_then_resumes(tmp_path):
     assert_same_weights(weights(output), reference())
 
 
-def run_in_process(tmp_path, stop_at=None):
+class EvalEpochs:
+    def __init__(self):
+        self.epochs = []
+
+    def on_step(self, progress): pass
+    def on_checkpoint(self, step, path): pass
+    def close(self): pass
+
+    def on_eval(self, metrics):
+        self.epochs.append(int(metrics["epoch"]))
+
+
+def run_in_process(tmp_path, stop_at=None, reporter=None):
     """prepare + train with a checkpointer; `stop_at` interrupts after that step (like SIGTERM)."""
     from trainwright.trainer.checkpoint import Checkpointer
     from trainwright.trainer.loop import train
@@ -108,7 +120,7 @@ def run_in_process(tmp_path, stop_at=None):
                    {"everySteps": 7, "keep": 1})
     prepared = prepare(settings_for(job, tmp_path), torch.device("cpu"))
     result = train(prepared.built, prepared.train_set, prepared.validation, prepared.config, device=torch.device("cpu"),
-                   checkpointer=Checkpointer(tmp_path / "checkpoints", 1), num_labels=2,
+                   checkpointer=Checkpointer(tmp_path / "checkpoints", 1), num_labels=2, reporter=reporter,
                    should_stop=stop_after(stop_at))
     return prepared.built.model.state_dict(), result
 
@@ -121,10 +133,13 @@ def stop_after(steps):
 
 def test_resume_across_an_epoch_end_repeats_its_evaluation_exactly(tmp_path):
     reference_weights, reference_result = run_in_process(tmp_path / "a")
-    for stop_at in (20, 33):  # 20 steps per epoch: stop right before epoch 0's evaluation, then mid epoch 1
+    # 20 steps per epoch: stop right before epoch 0's evaluation, then in the middle of epoch 1
+    for stop_at, evaluated_after_resume in ((20, [0, 1, 2]), (33, [1, 2])):
         directory = tmp_path / f"stop-{stop_at}"
         _, interrupted = run_in_process(directory, stop_at)
         assert interrupted.interrupted and interrupted.step == stop_at
-        weights_after, resumed = run_in_process(directory)
+        evaluations = EvalEpochs()
+        weights_after, resumed = run_in_process(directory, reporter=evaluations)
+        assert evaluations.epochs == evaluated_after_resume
         assert resumed.metrics == reference_result.metrics and resumed.step == reference_result.step
         assert_same_weights(weights_after, reference_weights)
