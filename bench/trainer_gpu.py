@@ -88,7 +88,10 @@ class StepClock:
 
 
 def steady_rate(marks: list[tuple[int, float]], warmup: int) -> float:
-    after = [m for m in marks if m[0] >= warmup]
+    first_time_at = {}
+    for step, moment in marks:  # a step can be reported twice (the loop's final report); the first counts
+        first_time_at.setdefault(step, moment)
+    after = sorted((step, moment) for step, moment in first_time_at.items() if step >= warmup)
     (first_step, first_time), (last_step, last_time) = after[0], after[-1]
     return (last_step - first_step) * BATCH * SEQ / (last_time - first_time)
 
