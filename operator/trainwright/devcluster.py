@@ -627,6 +627,16 @@ class ControlPlane:
         self._log_files[name] = log
         return proc
 
+    @contextlib.contextmanager
+    def paused(self, component: str):
+        """Freeze a component (SIGSTOP) for the block, as if it went away, then resume it (SIGCONT)."""
+        process = self._procs[component]
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+
     def _check_alive(self) -> None:
         for name, proc in self._procs.items():
             if proc.poll() is not None:

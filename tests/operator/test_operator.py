@@ -200,6 +200,19 @@ def test_multi_node_plan_without_kuberay_fails_fast_then_runs_as_a_rayjob_with_i
     assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
 
 
+def test_operator_survives_the_api_server_going_away_and_catches_up(cluster, operator, namespace):
+    apply(cluster, small_job("outage"), namespace)
+    running_pod(cluster, "outage", namespace)
+    wait_phase(cluster, "outage", namespace, "Running")
+    with cluster.paused("kube-apiserver"):
+        time.sleep(30)
+        assert operator.process.poll() is None, "the operator died while the API server was away"
+    status = wait_phase(cluster, "outage", namespace, "Succeeded", timeout=90)
+    assert status["plan"]["strategy"] == "fine-tune" and status["cost"]["usd"] > 0
+    assert any(c["type"] == "Running" for c in status["conditions"])
+    assert operator.healthy()
+
+
 def job_samples(text: str, namespace: str, name: str) -> dict[tuple[str, str], float]:
     """{(metric, phase label or ''): value} of one job's series in a /metrics page."""
     return {(s.name, s.labels.get("phase", "")): s.value
