@@ -136,7 +136,7 @@ class TrainingSpec(ApiModel):
     epochs: int = Field(3, ge=1, le=10_000, description="Passes over the training data.")
     batchSize: int = Field(32, ge=1, le=65536, description="Samples per optimizer step per worker, before accumulation.")
     gradientAccumulation: int = Field(1, ge=1, le=1024, description="Micro-batches per optimizer step.")
-    learningRate: float | None = Field(None, gt=0, le=10, description="Peak learning rate; defaults by strategy (fine-tune 2e-5, LoRA 2e-4, scratch 3e-4).")
+    learningRate: float | None = Field(None, gt=0, le=10, description="Peak learning rate; defaults by strategy (fine-tune 2e-5, LoRA 2e-4, scratch 3e-4, hybrid 1e-3 for the head).")
     weightDecay: float = Field(0.01, ge=0, le=10, description="AdamW weight decay.")
     warmupRatio: float = Field(0.05, ge=0, lt=1, description="Fraction of steps spent warming up the learning rate.")
     maxGradNorm: float = Field(1.0, gt=0, le=1e6, description="Gradient clipping norm.")
