@@ -1,29 +1,37 @@
 """kopf handlers: thin. Each reads, calls a pure function, and applies the result.
 
-Imported by `trainwright operator`; configuration arrives through kopf's memo (OperatorConfig).
+`launch` plans a new job and creates its children. Watch events feed `World`; one reconcile
+loop derives each job's status from its children and enforces its policies. Configuration
+arrives through kopf's memo (OperatorConfig).
 """
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from trainwright.api import FINISHED_PHASES, ManifestError, parse_job
 from trainwright.api.status import Plan
 from trainwright.controller import constants as c
 from trainwright.controller.children import LaunchSettings, build_children, claims_of, launcher_name
-from trainwright.controller.kube import Kube
+from trainwright.controller.kube import Kube, resource_path
 from trainwright.controller.metrics import JobStore, OperatorMetrics, snapshot_of
 from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state, waiting_reason
-from trainwright.controller.reconcile import Observed, reconcile, rfc3339, set_condition
+from trainwright.controller.reconcile import Decision, Observed, reconcile, rfc3339, set_condition
+from trainwright.controller.world import World
 from trainwright.planner import Catalog, PlanningError, default_catalog, plan_job
 from trainwright.planner.catalog import CPU
 
 STORE = JobStore()
 METRICS = OperatorMetrics(STORE)
+WORLD = World()
 RECONCILE_SECONDS = 3.0
+THREADS = 32
+log = logging.getLogger("trainwright.operator")
 
 
 @dataclass
@@ -44,7 +52,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 32
+    settings.execution.max_workers = THREADS
 
 
 def _job_of(body) -> "TrainingJob":  # noqa: F821 - the api model
@@ -53,6 +61,10 @@ def _job_of(body) -> "TrainingJob":  # noqa: F821 - the api model
                       "metadata": {"name": meta["name"], "namespace": meta["namespace"],
                                    "labels": dict(meta.get("labels") or {})},
                       "spec": dict(body["spec"])})
+
+
+def _key(body) -> tuple[str, str]:
+    return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
 def _fail(patch, status, reason: str, message: str, body) -> None:
@@ -69,22 +81,30 @@ def preflight(job, plan: Plan, kube: Kube) -> tuple[str, str] | None:
         return "KubeRayMissing", (f"the plan needs {plan.pods} nodes, which run as a KubeRay RayJob, "
                                   "but KubeRay's CRDs are not installed")
     namespace = job.metadata.namespace
-    for field, claim in claims_of(job):
+    for field_, claim in claims_of(job):
         if kube.get("v1", "PersistentVolumeClaim", namespace, claim) is None:
-            reason = "CheckpointClaimMissing" if field == "checkpoint.pvc" else "ClaimMissing"
-            return reason, f"{field}: PersistentVolumeClaim {claim!r} does not exist in {namespace}"
+            reason = "CheckpointClaimMissing" if field_ == "checkpoint.pvc" else "ClaimMissing"
+            return reason, f"{field_}: PersistentVolumeClaim {claim!r} does not exist in {namespace}"
     return None
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, **_):
+async def startup(settings: kopf.OperatorSettings, memo, **_):
     configure_kopf(settings)
+    # Kubernetes calls run in threads; the default pool (cores + 4) would queue them.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=THREADS))
+    memo.reconciler = asyncio.create_task(reconcile_forever(memo.config))
+
+
+@kopf.on.cleanup()
+async def cleanup(memo, **_):
+    memo.reconciler.cancel()
 
 
 @kopf.on.resume(*c.API)
 @kopf.on.create(*c.API)
 @METRICS.instrumented("launch")
-def launch(body, status, uid, patch, memo, **_):
+async def launch(body, status, uid, patch, memo, **_):
     """Plan the job and create its children (idempotently: names are deterministic)."""
     if status.get("phase") in FINISHED_PHASES:
         return
@@ -95,13 +115,14 @@ def launch(body, status, uid, patch, memo, **_):
         _fail(patch, status, "InvalidSpec" if isinstance(error, ManifestError) else "PlanningFailed", str(error), body)
         return
     kube = memo.config.kube
-    problem = preflight(job, plan, kube)
+    problem = await asyncio.to_thread(preflight, job, plan, kube)
     if problem:
         _fail(patch, status, *problem, body)
         return
-    children = build_children(job, plan, uid, memo.config.launch)
-    for child in children[:-1] if job.spec.suspend else children:
-        kube.create(child)
+    *prerequisites, launcher = build_children(job, plan, uid, memo.config.launch)
+    await asyncio.gather(*(asyncio.to_thread(kube.create, child) for child in prerequisites))
+    if not job.spec.suspend:  # after its ServiceAccount and ConfigMap, or its pods are refused
+        await asyncio.to_thread(kube.create, launcher)
     now = datetime.now(timezone.utc)
     conditions = set_condition(list(status.get("conditions") or []), "Planned", "True", "Planned", plan.reason, now)
     sized_down = [n for n in plan.notes if n.startswith("sized down")]
@@ -114,64 +135,92 @@ def launch(body, status, uid, patch, memo, **_):
         patch.status["phase"] = "Suspended" if job.spec.suspend else "Pending"
 
 
-def _first(index, key):
-    return next(iter(index.get(key, [])), None)
+@kopf.on.event(*c.API)
+async def track_job(event, body, **_):
+    """Keep the world and /metrics in step with the watch: deleted jobs drop out at once."""
+    if event.get("type") == "DELETED":
+        STORE.remove(*_key(body))
+    else:
+        STORE.put(snapshot_of(body))
+    WORLD.saw_job(event.get("type"), dict(body))
 
 
-@kopf.index("batch", "v1", "jobs", labels={c.MANAGED_BY_LABEL: c.MANAGED_BY})
-def launchers(namespace, labels, body, **_):
-    return {(namespace, labels.get(c.JOB_LABEL)): {"metadata": dict(body["metadata"]), "spec": {"suspend": body["spec"].get("suspend")},
-                                                   "status": dict(body.get("status") or {})}}
+@kopf.on.event("batch", "v1", "jobs", labels={c.MANAGED_BY_LABEL: c.MANAGED_BY})
+async def track_launcher(event, body, namespace, labels, **_):
+    WORLD.saw_launcher(event.get("type"), (namespace, labels.get(c.JOB_LABEL)), dict(body))
 
 
-@kopf.index("", "v1", "pods", labels={c.MANAGED_BY_LABEL: c.MANAGED_BY})
-def trainer_pods(namespace, labels, body, **_):
-    containers = [{"resources": dict(x.get("resources") or {})} for x in body["spec"].get("containers", [])]
-    return {(namespace, labels.get(c.JOB_LABEL)): {"metadata": {"deletionTimestamp": body["metadata"].get("deletionTimestamp")},
-                                                   "spec": {"containers": containers},
-                                                   "status": dict(body.get("status") or {})}}
+@kopf.on.event("", "v1", "pods", labels={c.MANAGED_BY_LABEL: c.MANAGED_BY})
+async def track_pod(event, body, namespace, labels, **_):
+    WORLD.saw_pod(event.get("type"), (namespace, labels.get(c.JOB_LABEL)), dict(body))
 
 
-@kopf.timer(*c.API, interval=RECONCILE_SECONDS, initial_delay=1.0)
+async def reconcile_forever(config: OperatorConfig) -> None:
+    """One loop for all jobs: woken by their children's events, and a full sweep every few seconds."""
+    while True:
+        for key in await WORLD.next_batch(RECONCILE_SECONDS):
+            try:
+                await reconcile_job(config, key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one job's trouble must not stop the others
+                log.exception("reconciling %s/%s failed; retrying on the next sweep", *key)
+
+
 @METRICS.instrumented("reconcile")
-async def tick(body, spec, status, name, namespace, uid, patch, memo, launchers, trainer_pods, **_):
+async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
     """Derive phase and cost from the children, enforce budget, deadline, suspend and TTL."""
-    if not status.get("plan"):
-        return
-    if status.get("phase") in FINISHED_PHASES and spec.get("ttlSecondsAfterFinished") is None:
+    body = WORLD.jobs.get(key)
+    status = dict((body or {}).get("status") or {})
+    if body is None or not status.get("plan"):
+        return  # launch() has not planned it yet
+    if status.get("phase") in FINISHED_PHASES and body["spec"].get("ttlSecondsAfterFinished") is None \
+            and key not in WORLD.launchers:
         return
     try:
         job = _job_of(body)
     except ManifestError:
-        return  # launch() already marked it Failed
+        return  # launch() marked it Failed
     plan = Plan.model_validate(status["plan"])
-    key = (namespace, name)
     now = datetime.now(timezone.utc)
     if plan.launcher == "rayjob":  # rare, and KubeRay may be absent: read it rather than watch it
         launcher = ray_job_state(await asyncio.to_thread(
-            memo.config.kube.get, f"{c.RAY_GROUP}/{c.RAY_VERSION}", "RayJob", namespace, launcher_name(name)))
+            config.kube.get, f"{c.RAY_GROUP}/{c.RAY_VERSION}", "RayJob", key[0], launcher_name(key[1])))
     else:
-        launcher = batch_job_state(_first(launchers, key))
-    pods = list(trainer_pods.get(key, []))
+        launcher = batch_job_state(WORLD.launchers.get(key))
+    pods = list(WORLD.pods.get(key, {}).values())
     running, device_seconds = pods_usage(pods, plan.gpus == 0, now)
-    price = memo.config.catalog.get(CPU if plan.gpus == 0 else job.spec.resources.gpuType).price_per_hour
-    decision = reconcile(job.spec, dict(status), Observed(launcher, running, device_seconds, now, waiting_reason(pods)), price)
-    await asyncio.to_thread(_act, memo.config, job, plan, uid, decision)
-    for key_, value in decision.status.items():
-        if key_ == "cost" and _same_cost(value, status.get("cost")):
-            continue
-        if status.get(key_) != value:
-            patch.status[key_] = value
+    price = config.catalog.get(CPU if plan.gpus == 0 else job.spec.resources.gpuType).price_per_hour
+    decision = reconcile(job.spec, status, Observed(launcher, running, device_seconds, now, waiting_reason(pods)), price)
+    await asyncio.to_thread(_act, config, job, plan, body["metadata"]["uid"], decision)
+    changed = {k: v for k, v in decision.status.items() if status.get(k) != v and not _same_cost(k, v, status)}
+    if changed and not decision.delete_job:
+        patched = await asyncio.to_thread(_patch_status, config.kube, key, changed)
+        if patched:
+            WORLD.saw_status(key, patched)
     for type_, reason, message in decision.events:
         kopf.event(body, type=type_, reason=reason, message=message)
 
 
-def _same_cost(new: dict, old) -> bool:
-    old = dict(old or {})
+def _same_cost(field_: str, new, old_status: dict) -> bool:
+    """Only the accrual time moved: not worth a write."""
+    if field_ != "cost":
+        return False
+    old = dict(old_status.get("cost") or {})
     return {k: v for k, v in new.items() if k != "updatedAt"} == {k: v for k, v in old.items() if k != "updatedAt"}
 
 
-def _act(config: OperatorConfig, job, plan: Plan, uid: str, decision) -> None:
+def _patch_status(kube: Kube, key: tuple[str, str], fields: dict) -> dict | None:
+    path = resource_path(f"{c.API[0]}/{c.API[1]}", "TrainingJob", key[0], key[1]) + "/status"
+    try:
+        return kube.request("PATCH", path, {"status": fields}, content_type="application/merge-patch+json")
+    except ApiException as error:
+        if error.status == 404:
+            return None  # deleted meanwhile
+        raise
+
+
+def _act(config: OperatorConfig, job, plan: Plan, uid: str, decision: Decision) -> None:
     kube, name, namespace = config.kube, job.metadata.name, job.metadata.namespace
     launcher = build_children(job, plan, uid, config.launch)[-1]
     if decision.create_launcher:
@@ -180,13 +229,3 @@ def _act(config: OperatorConfig, job, plan: Plan, uid: str, decision) -> None:
         kube.delete(launcher["apiVersion"], launcher["kind"], namespace, launcher_name(name))
     if decision.delete_job:
         kube.delete(f"{c.API[0]}/{c.API[1]}", "TrainingJob", namespace, name)
-
-
-@kopf.on.event(*c.API)
-def remember(event, body, **_):
-    """Keep /metrics in step with the watch: deleted jobs drop out at once."""
-    meta = body.get("metadata") or {}
-    if event.get("type") == "DELETED":
-        STORE.remove(meta.get("namespace"), meta.get("name"))
-    elif meta.get("name"):
-        STORE.put(snapshot_of(body))

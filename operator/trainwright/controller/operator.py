@@ -4,11 +4,14 @@ import asyncio
 import logging
 
 import kopf
+from kubernetes import client
 from prometheus_client import start_http_server
 
 from trainwright.controller.children import LaunchSettings
 from trainwright.controller.kube import Kube, load_config
 from trainwright.planner import load_catalog
+
+CLIENT_CONNECTIONS = 64
 
 
 def run_operator(namespaces: list[str], metrics_port: int, health_port: int, trainer_image: str,
@@ -20,8 +23,11 @@ def run_operator(namespaces: list[str], metrics_port: int, health_port: int, tra
     if not verbose:  # one line per handler run is noise at hundreds of jobs
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     load_config()
+    api_config = client.Configuration.get_default_copy()
+    api_config.connection_pool_maxsize = CLIENT_CONNECTIONS  # reuse TLS connections across handler threads
     config = handlers.OperatorConfig(catalog=load_catalog(catalog_path),
-                                     launch=LaunchSettings(trainer_image=trainer_image), kube=Kube())
+                                     launch=LaunchSettings(trainer_image=trainer_image),
+                                     kube=Kube(client.ApiClient(api_config)))
     start_http_server(metrics_port, registry=handlers.METRICS.registry)
     asyncio.run(kopf.operator(
         standalone=True,
