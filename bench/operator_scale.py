@@ -11,8 +11,8 @@ reported.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -22,11 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
 
 from trainwright.api import parse_job
 from trainwright.controller.children import LaunchSettings, build_children
 from trainwright.controller.kube import Kube
-from trainwright.devcluster import ControlPlane, free_port, wait_for
+from trainwright.devcluster import ControlPlane, OperatorProcess, fake_nodes, wait_for
 from trainwright.planner import default_catalog, plan_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,18 @@ def job_document(name: str, namespace: str) -> dict:
     return {"apiVersion": "trainwright.dev/v1alpha1", "kind": "TrainingJob",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"strategy": "fine-tune", "model": {"source": "hf://gpt2", "task": "causal-lm"},
-                     "dataset": {"source": "builtin:demo-b", "samples": 1000}, "resources": {"gpus": 1}}}
+                     "dataset": {"source": "builtin:demo-b", "samples": 1000},
+                     "resources": {"gpus": 0, "cpusPerWorker": 1, "memoryPerWorker": "64Mi"}}}
+
+
+def bench_nodes() -> list[dict]:
+    """One huge fake node, so every pod schedules once and then just runs (no retry churn)."""
+    [node] = [n for n in fake_nodes() if n["metadata"]["name"] == "cpu-node-0"]
+    node = copy.deepcopy(node)
+    node["metadata"]["name"] = "bench-node"
+    capacity = {"cpu": "100000", "memory": "100Ti", "pods": "5000", "ephemeral-storage": "100Ti"}
+    node["status"] = {"capacity": capacity, "allocatable": dict(capacity)}
+    return [node]
 
 
 class LauncherWatch:
@@ -51,11 +63,30 @@ class LauncherWatch:
     def _run(self, namespace: str) -> None:
         api = client.BatchV1Api()
         while not self.stop.is_set():
-            for event in watch.Watch().stream(api.list_namespaced_job, namespace, timeout_seconds=5):
-                name = event["object"].metadata.name
-                self.seen.setdefault(name.removesuffix("-trainer"), time.monotonic())
-                if self.stop.is_set():
-                    return
+            try:
+                for event in watch.Watch().stream(api.list_namespaced_job, namespace, timeout_seconds=5):
+                    name = event["object"].metadata.name
+                    self.seen.setdefault(name.removesuffix("-trainer"), time.monotonic())
+                    if self.stop.is_set():
+                        return
+            except Exception:  # noqa: BLE001 - a dropped watch is re-opened; ADDED events repeat harmlessly
+                time.sleep(0.1)
+
+
+def delete_namespace(kube: Kube, name: str) -> None:
+    """Delete and wait, so one run's objects do not load the next."""
+    kube.request("DELETE", f"/api/v1/namespaces/{name}")
+    wait_for(lambda: not namespace_exists(kube, name), timeout=600)
+
+
+def namespace_exists(kube: Kube, name: str) -> bool:
+    try:
+        kube.request("GET", f"/api/v1/namespaces/{name}")
+        return True
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
 
 
 def make_namespace(kube: Kube) -> str:
@@ -85,30 +116,24 @@ def run_baseline(kube: Kube, jobs: int, concurrency: int) -> dict:
     wait_for(lambda: len(watcher.seen) >= jobs, timeout=600)
     watcher.stop.set()
     latencies = [watcher.seen[n] - s for n, s in starts.items()]
-    return {"total": max(watcher.seen.values()) - began, "p50": percentile(latencies, 50), "p99": percentile(latencies, 99)}
+    result = {"total": max(watcher.seen.values()) - began, "p50": percentile(latencies, 50), "p99": percentile(latencies, 99)}
+    delete_namespace(kube, namespace)
+    return result
 
 
 def run_operator(kube: Kube, cp: ControlPlane, jobs: int, concurrency: int, log: Path) -> dict:
     namespace = make_namespace(kube)
-    metrics_port, health_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trainwright.cli", "operator", "--namespace", namespace,
-         "--metrics-port", str(metrics_port), "--health-port", str(health_port)],
-        env={**cp.env, "PYTHONUNBUFFERED": "1"}, stdout=log.open("a"), stderr=subprocess.STDOUT)
+    operator = OperatorProcess(cp, log, args=["--namespace", namespace]).start()
     try:
-        import urllib.request
-        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=2).status == 200,
-                 timeout=60)
         watcher = LauncherWatch(namespace)
         time.sleep(0.5)
         peak = [0]
 
         def sample_rss():
-            while process.poll() is None and not watcher.stop.is_set():
-                peak[0] = max(peak[0], rss_bytes(process.pid))
+            while operator.process.poll() is None and not watcher.stop.is_set():
+                peak[0] = max(peak[0], rss_bytes(operator.process.pid))
                 time.sleep(0.2)
-        sampler = threading.Thread(target=sample_rss, daemon=True)
-        sampler.start()
+        threading.Thread(target=sample_rss, daemon=True).start()
 
         def create(index: int) -> float:
             start = time.monotonic()
@@ -124,10 +149,10 @@ def run_operator(kube: Kube, cp: ControlPlane, jobs: int, concurrency: int, log:
         watcher.stop.set()
         latencies = [watcher.seen[n] - s for n, s in starts.items()]
         return {"total": total, "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
-                "rss_mb": max(peak[0], rss_bytes(process.pid)) / 2**20}
+                "rss_mb": max(peak[0], rss_bytes(operator.process.pid)) / 2**20}
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        operator.stop()
+        delete_namespace(kube, namespace)
 
 
 def rss_bytes(pid: int) -> int:
@@ -150,7 +175,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     log = Path(tempfile.mkdtemp(prefix="trainwright-bench-")) / "operator.log"
-    with ControlPlane(run_seconds=3600) as cp:
+    with ControlPlane(run_seconds=3600, nodes=bench_nodes()) as cp:
         cp.kubectl("apply", "-f", str(ROOT / "crds" / "trainingjobs.trainwright.dev.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "crd/trainingjobs.trainwright.dev")
         config.load_kube_config(str(cp.kubeconfig))

@@ -773,6 +773,63 @@ class ControlPlane:
         return names
 
 
+# --------------------------------------------------------------------------- the operator
+
+
+class OperatorProcess:
+    """`trainwright operator` as a local process against a control plane (tests, benchmarks, dev).
+
+    ``args`` are the operator's flags (e.g. a Deployment's args); free metrics and health ports
+    are appended, and argparse keeps the last of a repeated flag.
+    """
+
+    def __init__(self, cp: ControlPlane, log_path: Path, *, args: Iterable[str] = (),
+                 env: Mapping[str, str] | None = None, kubeconfig: Path | str | None = None,
+                 command: Iterable[str] = (sys.executable, "-m", "trainwright.cli", "operator")):
+        self.cp, self.log_path = cp, Path(log_path)
+        self.metrics_port, self.health_port = free_port(), free_port()
+        self.kubeconfig = Path(kubeconfig) if kubeconfig else cp.kubeconfig
+        self.argv = [*command, *args, "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port)]
+        self.env = {**cp.env, **(env or {}), "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> OperatorProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+        wait_for(self.healthy, timeout=timeout, message=lambda: f"operator /healthz\n{self.logs()}")
+        return self
+
+    def healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise ControlPlaneError(f"operator exited {self.process.returncode}:\n{self.logs()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    def logs(self, tail: int = 6000) -> str:
+        return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as when a node dies."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 # --------------------------------------------------------------------------- CLI
 
 

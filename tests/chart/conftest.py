@@ -1,31 +1,16 @@
 """Fixtures of the chart tier: helm, promtool, Prometheus, and the cluster tier's control plane.
 
 A tool that is missing skips its tests on a developer's machine and fails them under CI (env
-CI set), like the cluster tier. The control plane is helper code of tests/cluster/conftest.py,
-loaded by path (tests/ is not a package) so both tiers start it the same way.
+CI set), like the cluster tier. The control plane comes from tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from chartkit import ROOT, Helm, find_tool, require
-
-
-def _load_cluster_conftest():
-    path = ROOT / "tests" / "cluster" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("trainwright_tests_cluster_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_cluster = _load_cluster_conftest()
-control_plane = _cluster.control_plane
-pytest_runtest_makereport = _cluster.pytest_runtest_makereport
 
 
 @pytest.fixture(scope="session")

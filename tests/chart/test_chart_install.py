@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from chartkit import CHART, ROOT, Prometheus, entrypoint, installed_command, require, rule_groups
-from trainwright.devcluster import free_port, wait_for
+from trainwright.devcluster import OperatorProcess, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -80,51 +80,21 @@ def release(control_plane):
     return deployment
 
 
-class OperatorProcess:
+def operator_as_deployed(cp, deployment: dict, work_dir: Path) -> OperatorProcess:
     """`trainwright operator` as the chart's Deployment would run it, as the chart's ServiceAccount."""
-
-    def __init__(self, cp, deployment: dict, work_dir: Path):
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-        self.metrics_port, self.health_port = free_port(), free_port()
-        ports = {"--metrics-port": self.metrics_port, "--health-port": self.health_port}
-        args = [f"{a.split('=')[0]}={ports[a.split('=')[0]]}" if a.split("=")[0] in ports else a for a in container["args"]]
-        env = {e["name"]: e["value"] for e in container["env"]}
-        # The catalog as the pod would see it: the ConfigMap's file at TRAINWRIGHT_CATALOG.
-        config_map = next(v["configMap"]["name"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
-        catalog = work_dir / "catalog.yaml"
-        catalog.write_text(kget(cp, "configmap", config_map, "-n", SYSTEM_NS)["data"]["catalog.yaml"])
-        env["TRAINWRIGHT_CATALOG"] = str(catalog)
-        service_account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-        self.kubeconfig = cp.service_account_kubeconfig(service_account, SYSTEM_NS, create=False)
-        probe = container["readinessProbe"]["httpGet"]
-        assert probe["port"] == "health"
-        self.health_url = f"http://127.0.0.1:{self.health_port}{probe['path']}"
-        self.log = work_dir / "operator.log"
-        self.argv = [*installed_command(entrypoint("operator")), *args]
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, **env, "KUBECONFIG": str(self.kubeconfig)},
-            )
-        wait_for(self._healthy, timeout=60, message=lambda: f"operator {self.health_url}\n{self.logs()}")
-
-    def _healthy(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"operator exited {self.proc.returncode}:\n{self.logs()}")
-        with urllib.request.urlopen(self.health_url, timeout=2) as resp:
-            return resp.status == 200
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    # The catalog as the pod would see it: the ConfigMap's file at TRAINWRIGHT_CATALOG.
+    config_map = next(v["configMap"]["name"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
+    catalog = work_dir / "catalog.yaml"
+    catalog.write_text(kget(cp, "configmap", config_map, "-n", SYSTEM_NS)["data"]["catalog.yaml"])
+    env["TRAINWRIGHT_CATALOG"] = str(catalog)
+    service_account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    probe = container["readinessProbe"]["httpGet"]
+    assert probe["port"] == "health" and probe["path"] == "/healthz"
+    return OperatorProcess(cp, work_dir / "operator.log", command=installed_command(entrypoint("operator")),
+                           args=container["args"], env=env,
+                           kubeconfig=cp.service_account_kubeconfig(service_account, SYSTEM_NS, create=False))
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +102,7 @@ def operator(control_plane, release, tmp_path_factory):
     probe = subprocess.run([*installed_command(entrypoint("operator")), "--help"], capture_output=True, text=True)
     if probe.returncode != 0:
         require(f"the operator (`trainwright operator`): {probe.stderr.strip()[-300:]}")
-    op = OperatorProcess(control_plane, release, tmp_path_factory.mktemp("operator"))
+    op = operator_as_deployed(control_plane, release, tmp_path_factory.mktemp("operator")).start()
     yield op
     op.stop()
 
@@ -229,7 +199,7 @@ def test_operator_with_the_charts_rbac_takes_the_example_to_succeeded(control_pl
     job = kget(control_plane, "trainingjob", finished_job["name"], "-n", JOBS_NS)
     assert job["status"]["phase"] == "Succeeded"
     assert job["status"]["plan"]["strategy"] == "fine-tune"
-    logs = operator.log.read_text(errors="replace")
+    logs = operator.logs(tail=10**9)
     assert "Forbidden" not in logs and " 403" not in logs, logs[-4000:]
 
 

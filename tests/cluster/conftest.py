@@ -1,9 +1,4 @@
-"""Fixtures of the cluster tier: one real control plane (trainwright.devcluster) per session.
-
-Binaries come from hack/build-control-plane.sh. If they are missing the tier is skipped,
-except under CI (env CI set), where that is a failure. When a test fails, the tail of
-every component's log is attached to its report.
-"""
+"""Fixtures of the cluster tier; the control plane itself comes from tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -13,9 +8,6 @@ import re
 import pytest
 
 from trainwright import devcluster
-from trainwright.devcluster import BinariesMissing, ControlPlane
-
-_PLANE: ControlPlane | None = None
 
 
 def pytest_collection_modifyitems(items):
@@ -23,26 +15,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if str(item.fspath).startswith(here):
             item.add_marker(pytest.mark.cluster)
-
-
-@pytest.fixture(scope="session")
-def control_plane():
-    global _PLANE
-    try:
-        devcluster.find_binaries()
-    except BinariesMissing as exc:
-        msg = f"cluster tier needs the control-plane binaries: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    cp = ControlPlane()
-    cp.start()
-    _PLANE = cp
-    try:
-        yield cp
-    finally:
-        _PLANE = None
-        cp.stop()
 
 
 @pytest.fixture
@@ -66,11 +38,3 @@ def k8s_client(control_plane):
     api = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
     yield api
     api.close()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed and _PLANE is not None and "control_plane" in getattr(item, "fixturenames", ()):
-        rep.sections.append(("control plane logs", _PLANE.dump_logs(tail=80)))

@@ -11,12 +11,28 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import OperatorProcess, apply, claims
 from trainwright.devcluster import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "examples").glob("*.yaml"))}
 FINISHED = ("Succeeded", "Failed", "BudgetExceeded")
+
+
+def apply(cluster, document: dict, namespace: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(document))
+
+
+def claims(cluster, namespace: str, *names: str) -> None:
+    """Bound PersistentVolumeClaims, pre-bound to hostPath volumes (no provisioner here)."""
+    for name in names:
+        volume = f"{namespace}-{name}"
+        apply(cluster, {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+                        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                                 "storageClassName": "manual", "hostPath": {"path": f"/tmp/{volume}"},
+                                 "claimRef": {"namespace": namespace, "name": name}}}, namespace)
+        apply(cluster, {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+                        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "manual", "volumeName": volume,
+                                 "resources": {"requests": {"storage": "1Gi"}}}}, namespace)
 
 
 def get(cluster, kind, name, namespace) -> dict | None:
@@ -72,6 +88,9 @@ def test_example_runs_to_success_with_the_planned_gpus_and_a_cost(cluster, opera
     assert status["cost"]["usd"] > 0 and status["cost"]["gpuSeconds"] >= 1
     printed = cluster.kubectl("get", "tj", name, "-n", namespace)
     assert "Succeeded" in printed and strategy in printed
+    events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}",
+                             "-o", "jsonpath={.items[*].reason}").split()
+    assert {"Planned", "Succeeded"} <= set(events), events
 
 
 def test_fine_tune_asking_for_several_gpus_runs_on_one_and_says_why(cluster, operator, namespace):
@@ -237,22 +256,19 @@ def test_metrics_show_job_series_that_vanish_after_deletion(cluster, operator, n
              message="the series to vanish")
 
 
-def test_operator_killed_in_a_burst_of_creates_leaves_exactly_one_set_of_children(cluster, namespace, tmp_path):
-    process = OperatorProcess(cluster, tmp_path / "burst.log").start()
+def test_operator_killed_in_a_burst_of_creates_leaves_exactly_one_set_of_children(cluster, operator, namespace):
     documents = [small_job(f"burst-{i}") for i in range(50)]
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(documents))
     time.sleep(1.0)  # let the operator get part-way through the burst
-    process.kill()
-    process = OperatorProcess(cluster, tmp_path / "burst.log").start()
-    try:
-        def all_planned():
-            jobs = json.loads(cluster.kubectl("get", "tj", "-n", namespace, "-o", "json"))["items"]
-            return len(jobs) == 50 and all((j.get("status") or {}).get("plan") for j in jobs)
-        wait_for(all_planned, timeout=120, message="all 50 jobs planned")
-        for kind in ("configmap", "serviceaccount", "role", "rolebinding", "job"):
-            names = cluster.kubectl("get", kind, "-n", namespace, "-l", "app.kubernetes.io/managed-by=trainwright",
-                                    "-o", "jsonpath={.items[*].metadata.name}").split()
-            suffix = "-job" if kind == "configmap" else "-trainer"
-            assert sorted(names) == sorted(f"burst-{i}{suffix}" for i in range(50)), kind
-    finally:
-        process.stop()
+    operator.kill()
+    operator.start()
+
+    def all_planned():
+        jobs = json.loads(cluster.kubectl("get", "tj", "-n", namespace, "-o", "json"))["items"]
+        return len(jobs) == 50 and all((j.get("status") or {}).get("plan") for j in jobs)
+    wait_for(all_planned, timeout=120, message="all 50 jobs planned")
+    for kind in ("configmap", "serviceaccount", "role", "rolebinding", "job"):
+        names = cluster.kubectl("get", kind, "-n", namespace, "-l", "app.kubernetes.io/managed-by=trainwright",
+                                "-o", "jsonpath={.items[*].metadata.name}").split()
+        suffix = "-job" if kind == "configmap" else "-trainer"
+        assert sorted(names) == sorted(f"burst-{i}{suffix}" for i in range(50)), kind

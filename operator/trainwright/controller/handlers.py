@@ -1,8 +1,9 @@
-"""kopf handlers: thin. Each reads, calls a pure function, and applies the result.
+"""The operator's I/O: kopf watch handlers feed `World`; one reconcile loop acts on it.
 
-`launch` plans a new job and creates its children. Watch events feed `World`; one reconcile
-loop derives each job's status from its children and enforces its policies. Configuration
-arrives through kopf's memo (OperatorConfig).
+For each job the loop reads the world, calls pure functions (plan_job, build_children,
+reconcile) and applies their result. kopf gives us watches, events and health; it keeps no
+state of its own on our objects (no annotations, no finalizers), so a job stays deletable
+while the operator is away. Configuration arrives through kopf's memo (OperatorConfig).
 """
 
 import asyncio
@@ -18,6 +19,7 @@ from trainwright.api import FINISHED_PHASES, ManifestError, parse_job
 from trainwright.api.status import Plan
 from trainwright.controller import constants as c
 from trainwright.controller.children import LaunchSettings, build_children, claims_of, launcher_name
+from trainwright.controller.events import build_event
 from trainwright.controller.kube import Kube, resource_path
 from trainwright.controller.metrics import JobStore, OperatorMetrics, snapshot_of
 from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state, waiting_reason
@@ -31,6 +33,7 @@ METRICS = OperatorMetrics(STORE)
 WORLD = World()
 RECONCILE_SECONDS = 3.0
 THREADS = 32
+CONCURRENT_RECONCILES = 16
 log = logging.getLogger("trainwright.operator")
 
 
@@ -67,12 +70,11 @@ def _key(body) -> tuple[str, str]:
     return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
-def _fail(patch, status, reason: str, message: str, body) -> None:
+def failed(status: dict, reason: str, message: str) -> dict:
+    """Status fields of a job that cannot run."""
     now = datetime.now(timezone.utc)
-    patch.status["phase"] = "Failed"
-    patch.status["completionTime"] = status.get("completionTime") or rfc3339(now)
-    patch.status["conditions"] = set_condition(list(status.get("conditions") or []), "Failed", "True", reason, message, now)
-    kopf.warn(body, reason=reason, message=message)
+    return {"phase": "Failed", "completionTime": status.get("completionTime") or rfc3339(now),
+            "conditions": set_condition(list(status.get("conditions") or []), "Failed", "True", reason, message, now)}
 
 
 def preflight(job, plan: Plan, kube: Kube) -> tuple[str, str] | None:
@@ -101,25 +103,25 @@ async def cleanup(memo, **_):
     memo.reconciler.cancel()
 
 
-@kopf.on.resume(*c.API)
-@kopf.on.create(*c.API)
 @METRICS.instrumented("launch")
-async def launch(body, status, uid, patch, memo, **_):
-    """Plan the job and create its children (idempotently: names are deterministic)."""
-    if status.get("phase") in FINISHED_PHASES:
-        return
+async def launch(config: OperatorConfig, body: dict) -> tuple[dict, list[tuple[str, str, str]]]:
+    """Plan a new job and create its children; (status fields, events).
+
+    Children are created before the plan is written, so a job with a plan has all of them; a
+    restart part-way through creates them again, and 409 makes that harmless.
+    """
+    status = dict(body.get("status") or {})
     try:
         job = _job_of(body)
-        plan = plan_job(job.spec, memo.config.catalog)
+        plan = plan_job(job.spec, config.catalog)
     except (ManifestError, PlanningError) as error:
-        _fail(patch, status, "InvalidSpec" if isinstance(error, ManifestError) else "PlanningFailed", str(error), body)
-        return
-    kube = memo.config.kube
+        reason = "InvalidSpec" if isinstance(error, ManifestError) else "PlanningFailed"
+        return failed(status, reason, str(error)), [("Warning", reason, str(error))]
+    kube = config.kube
     problem = await asyncio.to_thread(preflight, job, plan, kube)
     if problem:
-        _fail(patch, status, *problem, body)
-        return
-    *prerequisites, launcher = build_children(job, plan, uid, memo.config.launch)
+        return failed(status, *problem), [("Warning", *problem)]
+    *prerequisites, launcher = build_children(job, plan, body["metadata"]["uid"], config.launch)
     await asyncio.gather(*(asyncio.to_thread(kube.create, child) for child in prerequisites))
     if not job.spec.suspend:  # after its ServiceAccount and ConfigMap, or its pods are refused
         await asyncio.to_thread(kube.create, launcher)
@@ -128,11 +130,10 @@ async def launch(body, status, uid, patch, memo, **_):
     sized_down = [n for n in plan.notes if n.startswith("sized down")]
     if sized_down:
         conditions = set_condition(conditions, "SizedDown", "True", "SizedDown", sized_down[0], now)
-    patch.status["plan"] = plan.to_wire()
-    patch.status["conditions"] = conditions
-    patch.status["observedGeneration"] = body["metadata"].get("generation")
-    if not status.get("phase"):
-        patch.status["phase"] = "Suspended" if job.spec.suspend else "Pending"
+    fields = {"plan": plan.to_wire(), "conditions": conditions,
+              "observedGeneration": body["metadata"].get("generation"),
+              "phase": "Suspended" if job.spec.suspend else "Pending"}
+    return fields, [("Normal", "Planned", f"{plan.strategy} on {plan.gpus} GPU(s): {plan.reason}")]
 
 
 @kopf.on.event(*c.API)
@@ -156,31 +157,37 @@ async def track_pod(event, body, namespace, labels, **_):
 
 
 async def reconcile_forever(config: OperatorConfig) -> None:
-    """One loop for all jobs: woken by their children's events, and a full sweep every few seconds."""
-    while True:
-        for key in await WORLD.next_batch(RECONCILE_SECONDS):
+    """One loop for all jobs: woken by their events, and a full sweep every few seconds.
+    The jobs of one batch are reconciled concurrently, each at most once."""
+    slots = asyncio.Semaphore(CONCURRENT_RECONCILES)
+
+    async def one(key):
+        async with slots:
             try:
                 await reconcile_job(config, key)
-            except asyncio.CancelledError:
-                raise
             except Exception:  # noqa: BLE001 - one job's trouble must not stop the others
                 log.exception("reconciling %s/%s failed; retrying on the next sweep", *key)
+
+    while True:
+        await asyncio.gather(*(one(key) for key in await WORLD.next_batch(RECONCILE_SECONDS)))
 
 
 @METRICS.instrumented("reconcile")
 async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
-    """Derive phase and cost from the children, enforce budget, deadline, suspend and TTL."""
+    """Launch a new job; for a launched one derive phase and cost from its children and
+    enforce budget, deadline, suspend and TTL."""
     body = WORLD.jobs.get(key)
-    status = dict((body or {}).get("status") or {})
-    if body is None or not status.get("plan"):
-        return  # launch() has not planned it yet
-    if status.get("phase") in FINISHED_PHASES and body["spec"].get("ttlSecondsAfterFinished") is None \
-            and key not in WORLD.launchers:
+    if body is None:
+        return
+    status = dict(body.get("status") or {})
+    if not status.get("plan"):
+        if status.get("phase") not in FINISHED_PHASES:
+            await _write(config, key, body, *await launch(config, body))
         return
     try:
         job = _job_of(body)
     except ManifestError:
-        return  # launch() marked it Failed
+        return  # the API server's schema should make this impossible; launch() would have failed it
     plan = Plan.model_validate(status["plan"])
     now = datetime.now(timezone.utc)
     if plan.launcher == "rayjob":  # rare, and KubeRay may be absent: read it rather than watch it
@@ -193,13 +200,23 @@ async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
     price = config.catalog.get(CPU if plan.gpus == 0 else job.spec.resources.gpuType).price_per_hour
     decision = reconcile(job.spec, status, Observed(launcher, running, device_seconds, now, waiting_reason(pods)), price)
     await asyncio.to_thread(_act, config, job, plan, body["metadata"]["uid"], decision)
-    changed = {k: v for k, v in decision.status.items() if status.get(k) != v and not _same_cost(k, v, status)}
-    if changed and not decision.delete_job:
-        patched = await asyncio.to_thread(_patch_status, config.kube, key, changed)
+    if not decision.delete_job:
+        changed = {k: v for k, v in decision.status.items() if status.get(k) != v and not _same_cost(k, v, status)}
+        await _write(config, key, body, changed, decision.events)
+
+
+async def _write(config: OperatorConfig, key, body: dict, fields: dict, events) -> None:
+    """Patch the status fields that changed and post the events."""
+    if fields:
+        patched = await asyncio.to_thread(_patch_status, config.kube, key, fields)
         if patched:
             WORLD.saw_status(key, patched)
-    for type_, reason, message in decision.events:
-        kopf.event(body, type=type_, reason=reason, message=message)
+    now = datetime.now(timezone.utc)
+    for type_, reason, message in events:
+        try:
+            await asyncio.to_thread(config.kube.create, build_event(body, type_, reason, message, now))
+        except ApiException as error:  # e.g. the namespace is terminating: the status is what counts
+            log.warning("event %s for %s/%s not posted: %s", reason, *key, error.reason)
 
 
 def _same_cost(field_: str, new, old_status: dict) -> bool:

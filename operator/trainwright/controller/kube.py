@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 PLURALS = {
     "ConfigMap": "configmaps", "ServiceAccount": "serviceaccounts", "Role": "roles",
     "RoleBinding": "rolebindings", "Job": "jobs", "RayJob": "rayjobs", "Pod": "pods",
-    "PersistentVolumeClaim": "persistentvolumeclaims", "TrainingJob": "trainingjobs",
+    "PersistentVolumeClaim": "persistentvolumeclaims", "TrainingJob": "trainingjobs", "Event": "events",
 }
 
 
