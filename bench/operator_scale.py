@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import tempfile
@@ -140,19 +141,27 @@ def run_operator(kube: Kube, cp: ControlPlane, jobs: int, concurrency: int, log:
             kube.create(job_document(f"j{index}", namespace))
             return start
 
+        cpu_before = cpu_seconds(operator.process.pid)
         began = time.monotonic()
         with ThreadPoolExecutor(concurrency) as pool:
             starts = dict(zip((f"j{i}" for i in range(jobs)), pool.map(create, range(jobs))))
         wait_for(lambda: len(watcher.seen) >= jobs, timeout=900)
         total = max(watcher.seen.values()) - began
+        cpu = cpu_seconds(operator.process.pid) - cpu_before
         time.sleep(2)  # steady state with every job known, for the memory figure
         watcher.stop.set()
         latencies = [watcher.seen[n] - s for n, s in starts.items()]
         return {"total": total, "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
-                "rss_mb": max(peak[0], rss_bytes(operator.process.pid)) / 2**20}
+                "rss_mb": max(peak[0], rss_bytes(operator.process.pid)) / 2**20, "cpu": cpu}
     finally:
         operator.stop()
         delete_namespace(kube, namespace)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int:
@@ -185,7 +194,8 @@ def main() -> int:
             baseline.append(run_baseline(kube, args.jobs, args.concurrency))
             operator.append(run_operator(kube, cp, args.jobs, args.concurrency, log))
             print(f"round {round_ + 1}: plain client {baseline[-1]['total']:.2f}s, operator {operator[-1]['total']:.2f}s "
-                  f"(p50 {operator[-1]['p50']:.3f}s, p99 {operator[-1]['p99']:.3f}s, RSS {operator[-1]['rss_mb']:.0f} MB)",
+                  f"(p50 {operator[-1]['p50']:.3f}s, p99 {operator[-1]['p99']:.3f}s, RSS {operator[-1]['rss_mb']:.0f} MB, "
+                  f"operator CPU {operator[-1]['cpu']:.1f}s)",
                   flush=True)
 
     def median(rows, key):

@@ -1,36 +1,81 @@
-"""World: which watch events wake the reconcile loop, and the periodic sweep."""
+"""World: which watch events queue a job, one worker per job at a time, new jobs first."""
 
 import asyncio
 
-import pytest
-
 from trainwright.controller.world import World
 
+A, B = ("ml", "a"), ("ml", "b")
 
-def job(name="a", generation=1, plan=None):
+
+def job(name="a", generation=1, plan=None, **status):
     return {"metadata": {"namespace": "ml", "name": name, "generation": generation},
-            "status": {"plan": plan} if plan else {}}
+            "status": {**({"plan": plan} if plan else {}), **status}}
 
 
-def test_new_jobs_new_plans_and_spec_changes_wake_the_loop_but_status_updates_do_not():
-    async def scenario():
-        world = World()
-        await world.next_batch(0)  # the first call sweeps; nothing there yet
-        world.saw_job("ADDED", job())
-        assert await world.next_batch(60) == [("ml", "a")]
-        world.saw_job("MODIFIED", job(plan={"gpus": 1}))
-        assert await world.next_batch(60) == [("ml", "a")]
-        world.saw_job("MODIFIED", {**job(plan={"gpus": 1}), "status": {"plan": {"gpus": 1}, "cost": {"usd": 1}}})
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(world.next_batch(60), 0.3)
-        world.saw_job("MODIFIED", job(generation=2, plan={"gpus": 1}))
-        assert await world.next_batch(60) == [("ml", "a")]
-        world.saw_pod("ADDED", ("ml", "a"), {"metadata": {"name": "p"}, "spec": {"containers": [{}]}, "status": {}})
-        assert await world.next_batch(60) == [("ml", "a")]
-        assert list(world.pods[("ml", "a")]) == ["p"]
-        world.saw_job("MODIFIED", {**job(generation=2, plan={"gpus": 1}), "status": {"plan": {"gpus": 1}, "phase": "Running"}})
-        assert await asyncio.wait_for(world.next_batch(0.2), 5) == [("ml", "a")]  # the sweep, not an event
-        world.saw_job("DELETED", job())
-        assert world.jobs == {} and ("ml", "a") not in world.pods
+async def drain(world: World) -> list:
+    """Every queued job, as workers would take them (and finish them)."""
+    keys = []
+    while True:
+        try:
+            keys.append(await asyncio.wait_for(world.take(), 0.05))
+        except asyncio.TimeoutError:
+            break
+    for key in keys:
+        world.done(key)
+    return keys
 
-    asyncio.run(scenario())
+
+def in_loop(test):
+    """Run an async test body in one event loop (the world's queue lives in it)."""
+    def run():
+        asyncio.run(test())
+    run.__name__ = test.__name__
+    return run
+
+
+@in_loop
+async def test_new_jobs_plans_and_spec_changes_queue_a_job_but_status_updates_do_not():
+    world = World()
+    world.saw_job("ADDED", job())
+    assert await drain(world) == [A]
+    world.saw_job("MODIFIED", job(plan={"gpus": 1}))
+    assert await drain(world) == [A]
+    world.saw_job("MODIFIED", job(plan={"gpus": 1}, cost={"usd": 1}))
+    assert await drain(world) == []
+    world.saw_job("MODIFIED", job(generation=2, plan={"gpus": 1}))
+    assert await drain(world) == [A]
+
+
+@in_loop
+async def test_child_events_queue_their_job_once():
+    world = World()
+    world.saw_job("ADDED", job(plan={"gpus": 1}))
+    await drain(world)
+    for phase in ("Pending", "Running"):
+        world.saw_pod("MODIFIED", A, {"metadata": {"name": "p"}, "spec": {"containers": [{}]}, "status": {"phase": phase}})
+    world.saw_launcher("ADDED", A, {"metadata": {"name": "a-trainer"}})
+    assert await drain(world) == [A]
+    assert world.pods[A]["p"]["status"]["phase"] == "Running"
+
+
+@in_loop
+async def test_a_job_changed_while_handled_is_queued_again_after():
+    world = World()
+    world.saw_job("ADDED", job())
+    key = await world.take()
+    world.saw_launcher("ADDED", A, {"metadata": {"name": "a-trainer"}})
+    assert await drain(world) == []  # still being handled
+    world.done(key)
+    assert await drain(world) == [A]
+
+
+@in_loop
+async def test_new_jobs_go_before_running_ones_and_the_sweep_queues_all():
+    world = World()
+    world.saw_job("ADDED", job("a", plan={"gpus": 1}))
+    world.saw_job("ADDED", job("b"))
+    assert await drain(world) == [B, A]
+    world.sweep()
+    assert sorted(await drain(world)) == [A, B]
+    world.saw_job("DELETED", job("a"))
+    assert A not in world.jobs and A not in world.pods

@@ -23,7 +23,7 @@ from trainwright.controller.events import build_event
 from trainwright.controller.kube import Kube, resource_path
 from trainwright.controller.metrics import JobStore, OperatorMetrics, snapshot_of
 from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state, waiting_reason
-from trainwright.controller.reconcile import Decision, Observed, reconcile, rfc3339, set_condition
+from trainwright.controller.reconcile import Decision, Observed, parse_time, reconcile, rfc3339, set_condition
 from trainwright.controller.world import World
 from trainwright.planner import Catalog, PlanningError, default_catalog, plan_job
 from trainwright.planner.catalog import CPU
@@ -33,7 +33,8 @@ METRICS = OperatorMetrics(STORE)
 WORLD = World()
 RECONCILE_SECONDS = 3.0
 THREADS = 32
-CONCURRENT_RECONCILES = 16
+WORKERS = 32
+COST_WRITE_SECONDS = 15.0
 log = logging.getLogger("trainwright.operator")
 
 
@@ -133,7 +134,7 @@ async def launch(config: OperatorConfig, body: dict) -> tuple[dict, list[tuple[s
     fields = {"plan": plan.to_wire(), "conditions": conditions,
               "observedGeneration": body["metadata"].get("generation"),
               "phase": "Suspended" if job.spec.suspend else "Pending"}
-    return fields, [("Normal", "Planned", f"{plan.strategy} on {plan.gpus} GPU(s): {plan.reason}")]
+    return fields, []  # the Planned condition says it; an Event per new job would double the writes
 
 
 @kopf.on.event(*c.API)
@@ -157,19 +158,24 @@ async def track_pod(event, body, namespace, labels, **_):
 
 
 async def reconcile_forever(config: OperatorConfig) -> None:
-    """One loop for all jobs: woken by their events, and a full sweep every few seconds.
-    The jobs of one batch are reconciled concurrently, each at most once."""
-    slots = asyncio.Semaphore(CONCURRENT_RECONCILES)
-
-    async def one(key):
-        async with slots:
+    """Workers take jobs from the world's queue (woken by their events); a sweeper queues
+    every job every few seconds."""
+    async def worker():
+        while True:
+            key = await WORLD.take()
             try:
                 await reconcile_job(config, key)
             except Exception:  # noqa: BLE001 - one job's trouble must not stop the others
                 log.exception("reconciling %s/%s failed; retrying on the next sweep", *key)
+            finally:
+                WORLD.done(key)
 
-    while True:
-        await asyncio.gather(*(one(key) for key in await WORLD.next_batch(RECONCILE_SECONDS)))
+    async def sweeper():
+        while True:
+            await asyncio.sleep(RECONCILE_SECONDS)
+            WORLD.sweep()
+
+    await asyncio.gather(sweeper(), *(worker() for _ in range(WORKERS)))
 
 
 @METRICS.instrumented("reconcile")
@@ -201,7 +207,9 @@ async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
     decision = reconcile(job.spec, status, Observed(launcher, running, device_seconds, now, waiting_reason(pods)), price)
     await asyncio.to_thread(_act, config, job, plan, body["metadata"]["uid"], decision)
     if not decision.delete_job:
-        changed = {k: v for k, v in decision.status.items() if status.get(k) != v and not _same_cost(k, v, status)}
+        changed = {k: v for k, v in decision.status.items() if status.get(k) != v}
+        if set(changed) == {"cost"} and not _cost_due(status.get("cost"), changed["cost"], now):
+            changed = {}
         await _write(config, key, body, changed, decision.events)
 
 
@@ -219,12 +227,17 @@ async def _write(config: OperatorConfig, key, body: dict, fields: dict, events) 
             log.warning("event %s for %s/%s not posted: %s", reason, *key, error.reason)
 
 
-def _same_cost(field_: str, new, old_status: dict) -> bool:
-    """Only the accrual time moved: not worth a write."""
-    if field_ != "cost":
+def _cost_due(old: dict | None, new: dict, now: datetime) -> bool:
+    """Whether a cost-only change is worth a write: rarely while only the running total grows
+    (every job's status every few seconds would load the API server), at once otherwise."""
+    old = dict(old or {})
+    if {k: v for k, v in new.items() if k not in ("gpuSeconds", "usd", "updatedAt")} != \
+            {k: v for k, v in old.items() if k not in ("gpuSeconds", "usd", "updatedAt")}:
+        return True
+    if new.get("gpuSeconds") == old.get("gpuSeconds"):
         return False
-    old = dict(old_status.get("cost") or {})
-    return {k: v for k, v in new.items() if k != "updatedAt"} == {k: v for k, v in old.items() if k != "updatedAt"}
+    last = parse_time(old.get("updatedAt"))
+    return last is None or (now - last).total_seconds() >= COST_WRITE_SECONDS
 
 
 def _patch_status(kube: Kube, key: tuple[str, str], fields: dict) -> dict | None:

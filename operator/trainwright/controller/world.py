@@ -1,12 +1,12 @@
 """What the operator has seen of the cluster: jobs, launchers and pods, fed by watch events.
 
-One reconcile loop reads this instead of the API server, and is woken for the jobs whose
-children changed. (kopf timers would put a finalizer on every job, so a job could not be
+The reconcile workers read this instead of the API server, and take the jobs whose
+children changed from its queue. (kopf timers would put a finalizer on every job, so a job could not be
 deleted while the operator is away; a single loop needs none and scales better.)
 """
 
 import asyncio
-from collections import defaultdict
+from collections import defaultdict, deque
 
 Key = tuple[str, str]  # (namespace, TrainingJob name)
 
@@ -20,19 +20,53 @@ def _slim_pod(body: dict) -> dict:
 
 
 class World:
+    """Watched objects plus a work queue of jobs to reconcile, like a controller's workqueue:
+    a job is queued at most once, handled by one worker at a time, and queued again if it
+    changed while being handled. New jobs go first: in a burst, starting them matters most."""
+
     def __init__(self):
         self.jobs: dict[Key, dict] = {}
         self.launchers: dict[Key, dict] = {}
         self.pods: dict[Key, dict[str, dict]] = defaultdict(dict)
-        self._seen: dict[Key, tuple[int, bool]] = {}  # (generation, planned) last reconciled for
-        self._dirty: set[Key] = set()
-        self._wakeup: asyncio.Event | None = None
-        self._last_sweep = 0.0
+        self._seen: dict[Key, tuple[int, bool]] = {}  # (generation, planned) when last queued
+        self._new: deque[Key] = deque()
+        self._rest: deque[Key] = deque()
+        self._queued: set[Key] = set()
+        self._active: set[Key] = set()
+        self._again: set[Key] = set()
+        self._ready = asyncio.Event()
 
-    def _mark(self, key: Key) -> None:
-        self._dirty.add(key)
-        if self._wakeup is not None:
-            self._wakeup.set()
+    def mark(self, key: Key) -> None:
+        if key in self._active:
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            (self._new if self.needs_launch(key) else self._rest).append(key)
+            self._ready.set()
+
+    def sweep(self) -> None:
+        """Queue every job: cost accrues and deadlines pass without any event."""
+        for key in list(self.jobs):
+            self.mark(key)
+
+    async def take(self) -> Key:
+        while not (self._new or self._rest):
+            self._ready.clear()
+            await self._ready.wait()
+        key = (self._new or self._rest).popleft()
+        self._queued.discard(key)
+        self._active.add(key)
+        return key
+
+    def done(self, key: Key) -> None:
+        self._active.discard(key)
+        if key in self._again:
+            self._again.discard(key)
+            self.mark(key)
+
+    def needs_launch(self, key: Key) -> bool:
+        status = (self.jobs.get(key) or {}).get("status") or {}
+        return not status.get("plan") and status.get("phase") is None
 
     def saw_job(self, event_type: str, body: dict) -> None:
         """A TrainingJob event. New jobs, new plans and spec changes need a reconcile; other
@@ -48,7 +82,7 @@ class World:
         seen = (body["metadata"].get("generation", 0), bool((body.get("status") or {}).get("plan")))
         if self._seen.get(key) != seen:
             self._seen[key] = seen
-            self._mark(key)
+            self.mark(key)
 
     def saw_status(self, key: Key, body: dict) -> None:
         """Our own patch's answer: the freshest copy, without waiting for the watch."""
@@ -60,7 +94,7 @@ class World:
             self.launchers.pop(key, None)
         else:
             self.launchers[key] = body
-        self._mark(key)
+        self.mark(key)
 
     def saw_pod(self, event_type: str, key: Key, body: dict) -> None:
         name = body["metadata"]["name"]
@@ -68,26 +102,4 @@ class World:
             self.pods[key].pop(name, None)
         else:
             self.pods[key][name] = _slim_pod(body)
-        self._mark(key)
-
-    async def next_batch(self, sweep_seconds: float) -> list[Key]:
-        """The jobs to reconcile now: those marked since the last batch, and every job once per
-        ``sweep_seconds`` (cost accrues and deadlines pass without any event)."""
-        loop = asyncio.get_running_loop()
-        if self._wakeup is None:
-            self._wakeup = asyncio.Event()
-        remaining = self._last_sweep + sweep_seconds - loop.time()
-        if remaining > 0 and not self._dirty:
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=remaining)
-                await asyncio.sleep(0.05)  # gather a burst of events into one batch
-            except asyncio.TimeoutError:
-                pass
-        if loop.time() >= self._last_sweep + sweep_seconds:
-            self._last_sweep = loop.time()
-            keys = list(self.jobs)
-        else:
-            keys = list(self._dirty)
-        self._wakeup.clear()
-        self._dirty.clear()
-        return [k for k in keys if k in self.jobs]
+        self.mark(key)
