@@ -23,7 +23,9 @@ from trainwright.controller.events import build_event
 from trainwright.controller.kube import Kube, resource_path
 from trainwright.controller.metrics import JobStore, OperatorMetrics, snapshot_of
 from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state, waiting_reason
-from trainwright.controller.reconcile import Decision, Observed, parse_time, reconcile, rfc3339, set_condition
+from trainwright.controller.reconcile import (
+    Decision, LauncherState, Observed, parse_time, reconcile, rfc3339, set_condition,
+)
 from trainwright.controller.world import World
 from trainwright.planner import Catalog, PlanningError, default_catalog, plan_job
 from trainwright.planner.catalog import CPU
@@ -131,9 +133,12 @@ async def launch(config: OperatorConfig, body: dict) -> tuple[dict, list[tuple[s
     sized_down = [n for n in plan.notes if n.startswith("sized down")]
     if sized_down:
         conditions = set_condition(conditions, "SizedDown", "True", "SizedDown", sized_down[0], now)
-    fields = {"plan": plan.to_wire(), "conditions": conditions,
-              "observedGeneration": body["metadata"].get("generation"),
-              "phase": "Suspended" if job.spec.suspend else "Pending"}
+    planned = {**status, "plan": plan.to_wire(), "conditions": conditions,
+               "observedGeneration": body["metadata"].get("generation")}
+    # The whole first status in one write: what reconcile would say of a launcher with no pods yet.
+    first = reconcile(job.spec, planned, Observed(LauncherState(exists=not job.spec.suspend), 0, 0.0, now),
+                      _price(config, job, plan))
+    fields = {k: v for k, v in {**planned, **first.status}.items() if status.get(k) != v}
     return fields, []  # the Planned condition says it; an Event per new job would double the writes
 
 
@@ -203,8 +208,8 @@ async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
         launcher = batch_job_state(WORLD.launchers.get(key))
     pods = list(WORLD.pods.get(key, {}).values())
     running, device_seconds = pods_usage(pods, plan.gpus == 0, now)
-    price = config.catalog.get(CPU if plan.gpus == 0 else job.spec.resources.gpuType).price_per_hour
-    decision = reconcile(job.spec, status, Observed(launcher, running, device_seconds, now, waiting_reason(pods)), price)
+    observed = Observed(launcher, running, device_seconds, now, waiting_reason(pods))
+    decision = reconcile(job.spec, status, observed, _price(config, job, plan))
     await asyncio.to_thread(_act, config, job, plan, body["metadata"]["uid"], decision)
     if not decision.delete_job:
         changed = {k: v for k, v in decision.status.items() if status.get(k) != v}
@@ -225,6 +230,10 @@ async def _write(config: OperatorConfig, key, body: dict, fields: dict, events) 
             await asyncio.to_thread(config.kube.create, build_event(body, type_, reason, message, now))
         except ApiException as error:  # e.g. the namespace is terminating: the status is what counts
             log.warning("event %s for %s/%s not posted: %s", reason, *key, error.reason)
+
+
+def _price(config: OperatorConfig, job, plan: Plan) -> float:
+    return config.catalog.get(CPU if plan.gpus == 0 else job.spec.resources.gpuType).price_per_hour
 
 
 def _cost_due(old: dict | None, new: dict, now: datetime) -> bool:
