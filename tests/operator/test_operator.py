@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -273,3 +276,29 @@ def test_operator_killed_in_a_burst_of_creates_leaves_exactly_one_set_of_childre
                                 "-o", "jsonpath={.items[*].metadata.name}").split()
         suffix = "-job" if kind == "configmap" else "-trainer"
         assert sorted(names) == sorted(f"burst-{i}{suffix}" for i in range(50)), kind
+
+
+def test_trainer_runs_the_operators_pod_spec_and_reports_progress_into_the_status(cluster, operator, namespace, tmp_path):
+    """The trainer container's contract end to end: the operator's pod spec (command, env, job
+    file from the ConfigMap) run as a local process with the pod's ServiceAccount token."""
+    from trainwright.devcluster import free_port
+    from trainwright.trainer.demo import DEMO_ARCHITECTURE, demo_job
+
+    document = demo_job("e2e", "scratch", "topics", {"architecture": DEMO_ARCHITECTURE}, {"epochs": 2, "learningRate": 1e-3})
+    apply(cluster, document, namespace)
+    wait_for(lambda: get(cluster, "job", "e2e-trainer", namespace), timeout=30, message="the launcher Job")
+    container = get(cluster, "job", "e2e-trainer", namespace)["spec"]["template"]["spec"]["containers"][0]
+    (tmp_path / "job.yaml").write_text(get(cluster, "configmap", "e2e-job", namespace)["data"]["job.yaml"])
+    (tmp_path / "token").write_text(cluster.kubectl("create", "token", "e2e-trainer", "-n", namespace).strip())
+    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]},
+           "TRAINWRIGHT_JOB_FILE": str(tmp_path / "job.yaml"), "TRAINWRIGHT_OUTPUT_DIR": str(tmp_path / "out"),
+           "TRAINWRIGHT_METRICS_PORT": str(free_port()), "HF_HOME": str(tmp_path / "hf"),
+           "TRAINWRIGHT_KUBE_API": cluster.server, "TRAINWRIGHT_KUBE_TOKEN_FILE": str(tmp_path / "token"),
+           "TRAINWRIGHT_KUBE_CA_FILE": str(cluster.ca_file)}
+    assert container["command"][:2] == ["python", "-m"]
+    result = subprocess.run([sys.executable, *container["command"][1:]], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    progress = status_of(cluster, "e2e", namespace)["progress"]
+    assert progress["step"] == progress["totalSteps"] > 0 and progress["ratio"] == 1.0
+    assert progress["loss"] > 0 and progress["metrics"]["val_accuracy"] > 0.5
+    assert "1" in cluster.kubectl("get", "tj", "e2e", "-n", namespace, "-o", "custom-columns=P:.status.progress.ratio")

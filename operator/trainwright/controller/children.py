@@ -216,13 +216,17 @@ def build_ray_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettin
     }
 
 
+def build_launcher(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettings) -> dict:
+    builder = build_ray_job if plan.launcher == "rayjob" else build_trainer_job
+    return builder(job, plan, uid, settings)
+
+
 def build_children(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettings) -> list[dict]:
     """All children, in creation order: what the launcher's pods need exists before them."""
-    launcher = build_ray_job if plan.launcher == "rayjob" else build_trainer_job
     return [
         build_config_map(job, plan, uid),
         build_service_account(job, plan, uid),
         build_role(job, plan, uid),
         build_role_binding(job, plan, uid),
-        launcher(job, plan, uid, settings),
+        build_launcher(job, plan, uid, settings),
     ]

@@ -1,6 +1,6 @@
-"""The operator's I/O: kopf watch handlers feed `World`; one reconcile loop acts on it.
+"""The operator's I/O: kopf watch handlers feed `World`; reconcile workers act on it.
 
-For each job the loop reads the world, calls pure functions (plan_job, build_children,
+For each job a worker reads the world, calls pure functions (plan_job, build_children,
 reconcile) and applies their result. kopf gives us watches, events and health; it keeps no
 state of its own on our objects (no annotations, no finalizers), so a job stays deletable
 while the operator is away. Configuration arrives through kopf's memo (OperatorConfig).
@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from trainwright.api import FINISHED_PHASES, ManifestError, parse_job
 from trainwright.api.status import Plan
 from trainwright.controller import constants as c
-from trainwright.controller.children import LaunchSettings, build_children, claims_of, launcher_name
+from trainwright.controller.children import LaunchSettings, build_children, build_launcher, claims_of, launcher_name
 from trainwright.controller.events import build_event
 from trainwright.controller.kube import Kube, resource_path
 from trainwright.controller.metrics import JobStore, OperatorMetrics, snapshot_of
@@ -48,7 +48,8 @@ class OperatorConfig:
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    """kopf state under trainwright.dev, chosen once; bounded watches; quiet event posting."""
+    """Bounded watches and quiet posting. Our handlers only watch, so kopf stores nothing on
+    objects; its storage is still pinned under trainwright.dev, once, should that change."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=c.KOPF_PREFIX, key="last-handled-configuration")
@@ -261,7 +262,7 @@ def _patch_status(kube: Kube, key: tuple[str, str], fields: dict) -> dict | None
 
 def _act(config: OperatorConfig, job, plan: Plan, uid: str, decision: Decision) -> None:
     kube, name, namespace = config.kube, job.metadata.name, job.metadata.namespace
-    launcher = build_children(job, plan, uid, config.launch)[-1]
+    launcher = build_launcher(job, plan, uid, config.launch)
     if decision.create_launcher:
         kube.create(launcher)
     if decision.delete_launcher:
