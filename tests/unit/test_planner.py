@@ -194,3 +194,9 @@ def test_compare_plans_each_strategy_and_says_what_it_needs(job_dict):
     assert needs == {"fine-tune": [], "scratch": ["model.architecture"], "hybrid": ["model.head (new layers)"]}
     gpus = {s: p.gpus for s, p, _ in rows}
     assert gpus == {"fine-tune": 1, "scratch": 8, "hybrid": 8}
+
+
+def test_a_job_without_a_checkpoint_claim_is_warned_that_restarts_start_over(job_dict):
+    assert any("checkpoint.pvc is not set" in n for n in plan_job(spec_of(job_dict), CATALOG).notes)
+    job_dict["spec"]["checkpoint"] = {"pvc": "ckpt"}
+    assert not any("checkpoint" in n for n in plan_job(parse_job(job_dict).spec, CATALOG).notes)

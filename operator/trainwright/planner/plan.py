@@ -56,6 +56,13 @@ def _budget_notes(spec: TrainingJobSpec, result: Estimate | None) -> list[str]:
     return notes
 
 
+def _checkpoint_notes(spec: TrainingJobSpec) -> list[str]:
+    if spec.checkpoint.pvc:
+        return []
+    return ["checkpoint.pvc is not set: in a cluster, checkpoints live in the pod and a restarted "
+            "pod starts over"]
+
+
 def plan_job(spec: TrainingJobSpec, catalog: Catalog, strategy: str | None = None) -> Plan:
     """The plan for ``spec``; ``strategy`` forces one (used by --compare)."""
     try:
@@ -79,7 +86,7 @@ def plan_job(spec: TrainingJobSpec, catalog: Catalog, strategy: str | None = Non
         gpusPerPod=sizing.gpus_per_pod,
         estimatedSeconds=round(result.seconds, 1) if result else None,
         estimatedCostUSD=round(result.cost_usd, 4) if result else None,
-        notes=sizing.notes + estimate_notes + _budget_notes(spec, result),
+        notes=sizing.notes + estimate_notes + _budget_notes(spec, result) + _checkpoint_notes(spec),
     )
 
 
