@@ -57,8 +57,6 @@ def _field_path(loc: tuple) -> str:
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in ("function-after", "function-before") or str(item).startswith("function-"):
-            continue
         else:
             parts.append(str(item))
     return ".".join(parts)
