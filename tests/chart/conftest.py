@@ -13,20 +13,22 @@ import pytest
 from chartkit import ROOT, Helm, find_tool, require
 
 
+def tool(name: str, where: str) -> Path:
+    """The tool's path; missing, it skips (or fails under CI) saying where it comes from."""
+    path = find_tool(name)
+    if path is None:
+        require(f"{name} ({where})")
+    return path
+
+
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    path = find_tool("helm")
-    if path is None:
-        require("helm (built by hack/build-control-plane.sh into the control-plane bin dir)")
-    return path
+    return tool("helm", "built by hack/build-control-plane.sh into the control-plane bin dir")
 
 
 @pytest.fixture(scope="session")
 def promtool() -> Path:
-    path = find_tool("promtool")
-    if path is None:
-        require("promtool (hack/install-prometheus.sh installs Debian's prometheus)")
-    return path
+    return tool("promtool", "hack/install-prometheus.sh installs Debian's prometheus")
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +38,4 @@ def helm_cli(helm, tmp_path_factory) -> Helm:
 
 @pytest.fixture(scope="session")
 def prometheus_binary() -> Path:
-    path = find_tool("prometheus")
-    if path is None:
-        require("prometheus (hack/install-prometheus.sh installs Debian's package)")
-    return path
+    return tool("prometheus", "hack/install-prometheus.sh installs Debian's package")
