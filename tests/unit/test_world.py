@@ -35,7 +35,7 @@ def in_loop(test):
 
 @in_loop
 async def test_new_jobs_plans_and_spec_changes_queue_a_job_but_status_updates_do_not():
-    world = World()
+    world = World(settle_seconds=0)
     world.saw_job("ADDED", job())
     assert await drain(world) == [A]
     world.saw_job("MODIFIED", job(plan={"gpus": 1}))
@@ -48,7 +48,7 @@ async def test_new_jobs_plans_and_spec_changes_queue_a_job_but_status_updates_do
 
 @in_loop
 async def test_child_events_queue_their_job_once():
-    world = World()
+    world = World(settle_seconds=0)
     world.saw_job("ADDED", job(plan={"gpus": 1}))
     await drain(world)
     for phase in ("Pending", "Running"):
@@ -59,8 +59,21 @@ async def test_child_events_queue_their_job_once():
 
 
 @in_loop
+async def test_child_events_within_the_settle_time_make_one_reconcile_after_it():
+    world = World(settle_seconds=0.2)
+    world.saw_job("ADDED", job(plan={"gpus": 1}))
+    await drain(world)
+    world.saw_launcher("MODIFIED", A, {"metadata": {"name": "a-trainer"}})
+    world.saw_pod("ADDED", A, {"metadata": {"name": "p"}, "spec": {"containers": [{}]}, "status": {"phase": "Pending"}})
+    assert await drain(world) == []  # settling
+    await asyncio.sleep(0.25)
+    assert await drain(world) == [A]
+    assert await drain(world) == []
+
+
+@in_loop
 async def test_a_job_changed_while_handled_is_queued_again_after():
-    world = World()
+    world = World(settle_seconds=0)
     world.saw_job("ADDED", job())
     key = await world.take()
     world.saw_launcher("ADDED", A, {"metadata": {"name": "a-trainer"}})
@@ -71,7 +84,7 @@ async def test_a_job_changed_while_handled_is_queued_again_after():
 
 @in_loop
 async def test_new_jobs_go_before_running_ones_and_the_sweep_queues_all():
-    world = World()
+    world = World(settle_seconds=0)
     world.saw_job("ADDED", job("a", plan={"gpus": 1}))
     world.saw_job("ADDED", job("b"))
     assert await drain(world) == [B, A]

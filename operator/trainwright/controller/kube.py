@@ -4,8 +4,9 @@ Built on the official client's ApiClient (auth, TLS, kubeconfig or in-cluster co
 plain JSON in and out, so builders can stay dicts.
 """
 
-import json
+from collections.abc import Iterator
 
+import orjson
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -45,7 +46,26 @@ class Kube:
         response.read()
         if not 200 <= response.status < 300:
             raise ApiException(http_resp=response)
-        return json.loads(response.data) if response.data else {}
+        return orjson.loads(response.data) if response.data else {}
+
+    def stream(self, path: str, query: list, read_timeout: float) -> Iterator[list[bytes]]:
+        """A watch's lines as they arrive, a list per network read (so callers can batch)."""
+        method, url, headers, body, post = self.api.param_serialize(
+            "GET", path, query_params=query, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        response = self.api.call_api(method, url, headers, body, post, _request_timeout=(10, read_timeout))
+        if not 200 <= response.status < 300:
+            response.read()
+            raise ApiException(http_resp=response)
+        raw = response.response  # urllib3's, not yet read
+        try:
+            partial = b""
+            for chunk in raw.stream(64 * 1024):
+                *lines, partial = (partial + chunk).split(b"\n")
+                if lines:
+                    yield [line for line in lines if line]
+        finally:
+            raw.release_conn()
 
     def create(self, manifest: dict) -> bool:
         """Create; False when it already exists (409), so retries and restarts are harmless."""

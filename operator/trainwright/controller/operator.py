@@ -27,7 +27,7 @@ def run_operator(namespaces: list[str], metrics_port: int, health_port: int, tra
     api_config.connection_pool_maxsize = CLIENT_CONNECTIONS  # reuse TLS connections across handler threads
     config = handlers.OperatorConfig(catalog=load_catalog(catalog_path),
                                      launch=LaunchSettings(trainer_image=trainer_image),
-                                     kube=Kube(client.ApiClient(api_config)))
+                                     kube=Kube(client.ApiClient(api_config)), namespaces=list(namespaces))
     start_http_server(metrics_port, registry=handlers.METRICS.registry)
     asyncio.run(kopf.operator(
         standalone=True,

@@ -22,9 +22,12 @@ def _slim_pod(body: dict) -> dict:
 class World:
     """Watched objects plus a work queue of jobs to reconcile, like a controller's workqueue:
     a job is queued at most once, handled by one worker at a time, and queued again if it
-    changed while being handled. New jobs go first: in a burst, starting them matters most."""
+    changed while being handled. New jobs go first: in a burst, starting them matters most.
+    Child events wait ``settle_seconds`` before they queue their job, so the handful of
+    updates a starting pod and its Job make come to one reconcile, not five."""
 
-    def __init__(self):
+    def __init__(self, settle_seconds: float = 0.5):
+        self.settle_seconds = settle_seconds
         self.jobs: dict[Key, dict] = {}
         self.launchers: dict[Key, dict] = {}
         self.pods: dict[Key, dict[str, dict]] = defaultdict(dict)
@@ -34,6 +37,7 @@ class World:
         self._queued: set[Key] = set()
         self._active: set[Key] = set()
         self._again: set[Key] = set()
+        self._settling: set[Key] = set()
         self._ready = asyncio.Event()
 
     def mark(self, key: Key) -> None:
@@ -43,6 +47,17 @@ class World:
             self._queued.add(key)
             (self._new if self.needs_launch(key) else self._rest).append(key)
             self._ready.set()
+
+    def mark_soon(self, key: Key) -> None:
+        if self.settle_seconds <= 0:
+            self.mark(key)
+        elif key not in self._settling:
+            self._settling.add(key)
+            asyncio.get_running_loop().call_later(self.settle_seconds, self._settled, key)
+
+    def _settled(self, key: Key) -> None:
+        self._settling.discard(key)
+        self.mark(key)
 
     def sweep(self) -> None:
         """Queue every job: cost accrues and deadlines pass without any event."""
@@ -94,7 +109,7 @@ class World:
             self.launchers.pop(key, None)
         else:
             self.launchers[key] = body
-        self.mark(key)
+        self.mark_soon(key)
 
     def saw_pod(self, event_type: str, key: Key, body: dict) -> None:
         name = body["metadata"]["name"]
@@ -102,4 +117,4 @@ class World:
             self.pods[key].pop(name, None)
         else:
             self.pods[key][name] = _slim_pod(body)
-        self.mark(key)
+        self.mark_soon(key)
