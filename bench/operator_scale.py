@@ -1,8 +1,8 @@
 """Operator scale on the local control plane: apply N TrainingJobs, time until each launcher exists.
 
-Baseline, measured in the same run on the same API server: a plain client creating the very
-same children (ConfigMap, ServiceAccount, Role, RoleBinding, Job) for N jobs with the same
-concurrency: the API server's own limit. Rounds alternate baseline and operator; medians are
+Baseline, measured in the same run on the same API server: a plain client (the operator's own
+client) creating the very same children (ConfigMap, ServiceAccount, Role, RoleBinding, Job) for
+N jobs with the same concurrency: the API server's own limit. Rounds alternate baseline and operator; medians are
 reported.
 
     .venv/bin/python bench/operator_scale.py [--jobs 500] [--rounds 5] [--concurrency 16]
@@ -11,6 +11,7 @@ reported.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import os
 import statistics
@@ -19,11 +20,9 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kubernetes import client, config, watch
-from kubernetes.client.exceptions import ApiException
 
 from trainwright.api import parse_job
 from trainwright.controller.children import LaunchSettings, build_children
@@ -74,56 +73,67 @@ class LauncherWatch:
                 time.sleep(0.1)
 
 
-def delete_namespace(kube: Kube, name: str) -> None:
+def delete_namespace(cp: ControlPlane, name: str) -> None:
     """Delete and wait, so one run's objects do not load the next."""
-    kube.request("DELETE", f"/api/v1/namespaces/{name}")
-    wait_for(lambda: not namespace_exists(kube, name), timeout=600)
+    cp.api("DELETE", f"/api/v1/namespaces/{name}", ok=(200, 202, 404))
+    wait_for(lambda: cp.api("GET", f"/api/v1/namespaces/{name}", ok=(200, 404)).get("kind") == "Status", timeout=600)
 
 
-def namespace_exists(kube: Kube, name: str) -> bool:
-    try:
-        kube.request("GET", f"/api/v1/namespaces/{name}")
-        return True
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
-
-
-def make_namespace(kube: Kube) -> str:
+def make_namespace(cp: ControlPlane) -> str:
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    kube.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    wait_for(lambda: kube.get("v1", "ServiceAccount", name, "default"), timeout=30)
+    cp.api("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    wait_for(lambda: cp.api("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default", ok=(200, 404)).get("kind")
+             == "ServiceAccount", timeout=30)
     return name
 
 
-def run_baseline(kube: Kube, jobs: int, concurrency: int) -> dict:
-    namespace = make_namespace(kube)
+def create_all(cp: ControlPlane, jobs: int, concurrency: int, documents) -> dict[str, float]:
+    """Create each job's documents in order, `concurrency` jobs at a time, with the operator's
+    own client; when each job's first create began, by job name."""
+    async def run() -> list[float]:
+        limit = asyncio.Semaphore(concurrency)
+        async with Kube(cp_configuration(cp)) as kube:
+            async def one(index: int) -> float:
+                async with limit:
+                    start = time.monotonic()
+                    for document in documents(index):
+                        await kube.create(document)
+                    return start
+            return await asyncio.gather(*(one(i) for i in range(jobs)))
+    return dict(zip((f"j{i}" for i in range(jobs)), asyncio.run(run())))
+
+
+def cp_configuration(cp: ControlPlane) -> client.Configuration:
+    configuration = client.Configuration()
+    config.load_kube_config(str(cp.kubeconfig), client_configuration=configuration)
+    return configuration
+
+
+def run_baseline(cp: ControlPlane, jobs: int, concurrency: int) -> dict:
+    namespace = make_namespace(cp)
     catalog = default_catalog()
     watcher = LauncherWatch(namespace)
     time.sleep(0.5)
 
-    def create(index: int) -> float:
-        start = time.monotonic()
+    def children(index: int) -> list[dict]:
         job = parse_job(job_document(f"j{index}", namespace))
-        for child in build_children(job, plan_job(job.spec, catalog), str(uuid.uuid4()), LaunchSettings()):
+        built = build_children(job, plan_job(job.spec, catalog), str(uuid.uuid4()), LaunchSettings())
+        for child in built:
             child["metadata"].pop("ownerReferences")
-            kube.create(child)
-        return start
+        return built
 
     began = time.monotonic()
-    with ThreadPoolExecutor(concurrency) as pool:
-        starts = dict(zip((f"j{i}" for i in range(jobs)), pool.map(create, range(jobs))))
+    starts = create_all(cp, jobs, concurrency, children)
     wait_for(lambda: len(watcher.seen) >= jobs, timeout=600)
     watcher.stop.set()
     latencies = [watcher.seen[n] - s for n, s in starts.items()]
     result = {"total": max(watcher.seen.values()) - began, "p50": percentile(latencies, 50), "p99": percentile(latencies, 99)}
-    delete_namespace(kube, namespace)
+    delete_namespace(cp, namespace)
     return result
 
 
-def run_operator(kube: Kube, cp: ControlPlane, jobs: int, concurrency: int, log: Path) -> dict:
-    namespace = make_namespace(kube)
+def run_operator(cp: ControlPlane, jobs: int, concurrency: int, log: Path) -> dict:
+    namespace = make_namespace(cp)
     operator = OperatorProcess(cp, log, args=["--namespace", namespace]).start()
     try:
         watcher = LauncherWatch(namespace)
@@ -136,15 +146,9 @@ def run_operator(kube: Kube, cp: ControlPlane, jobs: int, concurrency: int, log:
                 time.sleep(0.2)
         threading.Thread(target=sample_rss, daemon=True).start()
 
-        def create(index: int) -> float:
-            start = time.monotonic()
-            kube.create(job_document(f"j{index}", namespace))
-            return start
-
         cpu_before = cpu_seconds(operator.process.pid)
         began = time.monotonic()
-        with ThreadPoolExecutor(concurrency) as pool:
-            starts = dict(zip((f"j{i}" for i in range(jobs)), pool.map(create, range(jobs))))
+        starts = create_all(cp, jobs, concurrency, lambda index: [job_document(f"j{index}", namespace)])
         wait_for(lambda: len(watcher.seen) >= jobs, timeout=900)
         total = max(watcher.seen.values()) - began
         cpu = cpu_seconds(operator.process.pid) - cpu_before
@@ -155,7 +159,7 @@ def run_operator(kube: Kube, cp: ControlPlane, jobs: int, concurrency: int, log:
                 "rss_mb": max(peak[0], rss_bytes(operator.process.pid)) / 2**20, "cpu": cpu}
     finally:
         operator.stop()
-        delete_namespace(kube, namespace)
+        delete_namespace(cp, namespace)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -187,12 +191,11 @@ def main() -> int:
     with ControlPlane(run_seconds=3600, nodes=bench_nodes()) as cp:
         cp.kubectl("apply", "-f", str(ROOT / "crds" / "trainingjobs.trainwright.dev.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "crd/trainingjobs.trainwright.dev")
-        config.load_kube_config(str(cp.kubeconfig))
-        kube = Kube()
+        config.load_kube_config(str(cp.kubeconfig))  # for the launcher watch
         baseline, operator = [], []
         for round_ in range(args.rounds):
-            baseline.append(run_baseline(kube, args.jobs, args.concurrency))
-            operator.append(run_operator(kube, cp, args.jobs, args.concurrency, log))
+            baseline.append(run_baseline(cp, args.jobs, args.concurrency))
+            operator.append(run_operator(cp, args.jobs, args.concurrency, log))
             print(f"round {round_ + 1}: plain client {baseline[-1]['total']:.2f}s, operator {operator[-1]['total']:.2f}s "
                   f"(p50 {operator[-1]['p50']:.3f}s, p99 {operator[-1]['p99']:.3f}s, RSS {operator[-1]['rss_mb']:.0f} MB, "
                   f"operator CPU {operator[-1]['cpu']:.1f}s)",

@@ -11,11 +11,11 @@ costs a fraction of kopf's per-event work. Configuration arrives through kopf's 
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import kopf
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from trainwright.api import FINISHED_PHASES, ManifestError, parse_job
@@ -38,7 +38,6 @@ STORE = JobStore()
 METRICS = OperatorMetrics(STORE)
 WORLD = World()
 RECONCILE_SECONDS = 3.0
-THREADS = 32
 WORKERS = 32
 COST_WRITE_SECONDS = 15.0
 log = logging.getLogger("trainwright.operator")
@@ -48,6 +47,7 @@ log = logging.getLogger("trainwright.operator")
 class OperatorConfig:
     catalog: Catalog = field(default_factory=default_catalog)
     launch: LaunchSettings = field(default_factory=LaunchSettings)
+    configuration: client.Configuration | None = None  # credentials; the client opens at startup
     kube: Kube | None = None
     namespaces: list[str] = field(default_factory=list)  # empty: the whole cluster
 
@@ -63,7 +63,6 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = THREADS
 
 
 class SlimDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -127,14 +126,14 @@ def failed(status: dict, reason: str, message: str) -> dict:
             "conditions": set_condition(list(status.get("conditions") or []), "Failed", "True", reason, message, now)}
 
 
-def preflight(job, plan: Plan, kube: Kube) -> tuple[str, str] | None:
+async def preflight(job, plan: Plan, kube: Kube) -> tuple[str, str] | None:
     """What the cluster lacks for this plan, as (reason, message)."""
-    if plan.launcher == "rayjob" and not kube.has_resource(c.RAY_GROUP, c.RAY_VERSION, c.RAY_JOBS):
+    if plan.launcher == "rayjob" and not await kube.has_resource(c.RAY_GROUP, c.RAY_VERSION, c.RAY_JOBS):
         return "KubeRayMissing", (f"the plan needs {plan.pods} nodes, which run as a KubeRay RayJob, "
                                   "but KubeRay's CRDs are not installed")
     namespace = job.metadata.namespace
     for field_, claim in claims_of(job):
-        if kube.get("v1", "PersistentVolumeClaim", namespace, claim) is None:
+        if await kube.get("v1", "PersistentVolumeClaim", namespace, claim) is None:
             reason = "CheckpointClaimMissing" if field_ == "checkpoint.pvc" else "ClaimMissing"
             return reason, f"{field_}: PersistentVolumeClaim {claim!r} does not exist in {namespace}"
     return None
@@ -143,27 +142,28 @@ def preflight(job, plan: Plan, kube: Kube) -> tuple[str, str] | None:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo, **_):
     configure_kopf(settings)
-    # Kubernetes calls run in threads; the default pool (cores + 4) would queue them.
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=THREADS))
-    memo.informers = watch_children(memo.config, asyncio.get_running_loop())
-    memo.reconciler = asyncio.create_task(reconcile_forever(memo.config))
+    config: OperatorConfig = memo.config
+    config.kube = await Kube(config.configuration).open()
+    memo.tasks = [asyncio.create_task(informer.run()) for informer in watch_children(config)]
+    memo.tasks.append(asyncio.create_task(reconcile_forever(config)))
 
 
 @kopf.on.cleanup()
 async def cleanup(memo, **_):
-    memo.reconciler.cancel()
-    for informer in memo.informers:
-        informer.stop()
+    for task in memo.tasks:
+        task.cancel()
+    await asyncio.gather(*memo.tasks, return_exceptions=True)
+    await memo.config.kube.close()
 
 
-def watch_children(config: OperatorConfig, loop: asyncio.AbstractEventLoop) -> list[Informer]:
+def watch_children(config: OperatorConfig) -> list[Informer]:
     """Launcher Jobs and their pods, ours only (selected on the server), into the world."""
     def into(saw):
         def apply(batch):
             for event_type, body in batch:
                 meta = body["metadata"]
                 saw(event_type, (meta["namespace"], (meta.get("labels") or {}).get(c.JOB_LABEL)), body)
-        return lambda batch: loop.call_soon_threadsafe(apply, batch)
+        return apply
 
     selector = f"{c.MANAGED_BY_LABEL}={c.MANAGED_BY}"
     informers = []
@@ -171,7 +171,7 @@ def watch_children(config: OperatorConfig, loop: asyncio.AbstractEventLoop) -> l
         informers.append(Informer(config.kube, resource_path("batch/v1", "Job", namespace), selector,
                                   into(WORLD.saw_launcher)))
         informers.append(Informer(config.kube, resource_path("v1", "Pod", namespace), selector, into(WORLD.saw_pod)))
-    return [informer.start() for informer in informers]
+    return informers
 
 
 @METRICS.instrumented("launch")
@@ -189,13 +189,13 @@ async def launch(config: OperatorConfig, body: dict) -> tuple[dict, list[tuple[s
         reason = "InvalidSpec" if isinstance(error, ManifestError) else "PlanningFailed"
         return failed(status, reason, str(error)), [("Warning", reason, str(error))]
     kube = config.kube
-    problem = await asyncio.to_thread(preflight, job, plan, kube)
+    problem = await preflight(job, plan, kube)
     if problem:
         return failed(status, *problem), [("Warning", *problem)]
     *prerequisites, launcher = build_children(job, plan, body["metadata"]["uid"], config.launch)
-    await asyncio.gather(*(asyncio.to_thread(kube.create, child) for child in prerequisites))
+    await asyncio.gather(*(kube.create(child) for child in prerequisites))
     if not job.spec.suspend:  # after its ServiceAccount and ConfigMap, or its pods are refused
-        await asyncio.to_thread(kube.create, launcher)
+        await kube.create(launcher)
     now = datetime.now(timezone.utc)
     conditions = set_condition(list(status.get("conditions") or []), "Planned", "True", "Planned", plan.reason, now)
     sized_down = [n for n in plan.notes if n.startswith("sized down")]
@@ -260,8 +260,8 @@ async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
         return  # the API server's schema should make this impossible; launch() would have failed it
     now = datetime.now(timezone.utc)
     if plan.launcher == "rayjob":  # rare, and KubeRay may be absent: read it rather than watch it
-        launcher = ray_job_state(await asyncio.to_thread(
-            config.kube.get, f"{c.RAY_GROUP}/{c.RAY_VERSION}", "RayJob", key[0], launcher_name(key[1])))
+        launcher = ray_job_state(await config.kube.get(
+            f"{c.RAY_GROUP}/{c.RAY_VERSION}", "RayJob", key[0], launcher_name(key[1])))
     else:
         launcher = batch_job_state(WORLD.launchers.get(key))
     pods = list(WORLD.pods.get(key, {}).values())
@@ -269,7 +269,7 @@ async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
     observed = Observed(launcher, running, device_seconds, now, waiting_reason(pods))
     decision = reconcile(job.spec, status, observed, _price(config, job, plan))
     if decision.create_launcher or decision.delete_launcher or decision.delete_job:
-        await asyncio.to_thread(_act, config, job, plan, body["metadata"]["uid"], decision)
+        await _act(config, job, plan, body["metadata"]["uid"], decision)
     if not decision.delete_job:
         changed = {k: v for k, v in decision.status.items() if status.get(k) != v}
         if set(changed) == {"cost"} and not _cost_due(status.get("cost"), changed["cost"], now):
@@ -280,13 +280,13 @@ async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
 async def _write(config: OperatorConfig, key, body: dict, fields: dict, events) -> None:
     """Patch the status fields that changed and post the events."""
     if fields:
-        patched = await asyncio.to_thread(_patch_status, config.kube, key, fields)
+        patched = await _patch_status(config.kube, key, fields)
         if patched:
             WORLD.saw_status(key, patched)
     now = datetime.now(timezone.utc)
     for type_, reason, message in events:
         try:
-            await asyncio.to_thread(config.kube.create, build_event(body, type_, reason, message, now))
+            await config.kube.create(build_event(body, type_, reason, message, now))
         except ApiException as error:  # e.g. the namespace is terminating: the status is what counts
             log.warning("event %s for %s/%s not posted: %s", reason, *key, error.reason)
 
@@ -308,22 +308,22 @@ def _cost_due(old: dict | None, new: dict, now: datetime) -> bool:
     return last is None or (now - last).total_seconds() >= COST_WRITE_SECONDS
 
 
-def _patch_status(kube: Kube, key: tuple[str, str], fields: dict) -> dict | None:
+async def _patch_status(kube: Kube, key: tuple[str, str], fields: dict) -> dict | None:
     path = resource_path(f"{c.API[0]}/{c.API[1]}", "TrainingJob", key[0], key[1]) + "/status"
     try:
-        return kube.request("PATCH", path, {"status": fields}, content_type="application/merge-patch+json")
+        return await kube.request("PATCH", path, {"status": fields}, content_type="application/merge-patch+json")
     except ApiException as error:
         if error.status == 404:
             return None  # deleted meanwhile
         raise
 
 
-def _act(config: OperatorConfig, job, plan: Plan, uid: str, decision: Decision) -> None:
+async def _act(config: OperatorConfig, job, plan: Plan, uid: str, decision: Decision) -> None:
     kube, name, namespace = config.kube, job.metadata.name, job.metadata.namespace
     launcher = build_launcher(job, plan, uid, config.launch)
     if decision.create_launcher:
-        kube.create(launcher)
+        await kube.create(launcher)
     if decision.delete_launcher:
-        kube.delete(launcher["apiVersion"], launcher["kind"], namespace, launcher_name(name))
+        await kube.delete(launcher["apiVersion"], launcher["kind"], namespace, launcher_name(name))
     if decision.delete_job:
-        kube.delete(f"{c.API[0]}/{c.API[1]}", "TrainingJob", namespace, name)
+        await kube.delete(f"{c.API[0]}/{c.API[1]}", "TrainingJob", namespace, name)

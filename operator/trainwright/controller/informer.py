@@ -2,14 +2,14 @@
 
 kopf handles every watch event with its full machinery (an object memory, a diff base, causes,
 per-object loggers): right for the TrainingJobs, too heavy for the children, which change
-several times each while they start. Measured on the scale bench, that machinery was over
-half the operator's CPU. Children are watched here instead: one thread per resource and
-namespace, selected on the server by our managed-by label, each event decoded once and handed
-to the event loop in batches.
+several times each while they start. On the scale bench that machinery was over half the
+operator's CPU. Children are watched here instead: one task per resource and namespace,
+selected on the server by our managed-by label, each event decoded once.
 """
 
+import asyncio
+import contextlib
 import logging
-import threading
 from collections.abc import Callable
 
 import orjson
@@ -27,44 +27,36 @@ RETRY_SECONDS = (0.5, 1, 2, 5, 10)
 class Informer:
     """List, then watch from the listed version; list again only when the version is too old (410).
 
-    ``deliver`` gets each batch of events, in order, on the informer's thread: it must be
-    cheap and thread-safe (the operator hands it to the event loop). A relist also reports as
-    DELETED whatever vanished while the watch was down, so nothing is kept that is gone.
+    ``deliver`` gets each batch of events in order. A relist also reports as DELETED whatever
+    vanished while the watch was down, so nothing is kept that is gone.
     """
 
     def __init__(self, kube: Kube, path: str, selector: str, deliver: Callable[[list[Event]], None]):
         self.kube, self.path, self.selector, self.deliver = kube, path, selector, deliver
         self.known: dict[tuple[str, str], dict] = {}  # each object's labels, to report its deletion
         self.version: str | None = None
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"informer {path}", daemon=True)
 
-    def start(self) -> "Informer":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopped.set()
-
-    def _run(self) -> None:
+    async def run(self) -> None:
         failures = 0
-        while not self.stopped.is_set():
+        while True:
             try:
                 if self.version is None:
-                    self._relist()
-                self._watch()
+                    await self._relist()
+                await self._watch()
                 failures = 0
+            except asyncio.CancelledError:
+                raise
             except Exception as error:  # noqa: BLE001 - the API server may be away; try again, slower each time
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
                 log.warning("watching %s failed (%s); again in %ss", self.path, _brief(error), delay)
-                self.stopped.wait(delay)
+                await asyncio.sleep(delay)
 
-    def _relist(self) -> None:
+    async def _relist(self) -> None:
         items, token = [], None
         while True:
             query = [("labelSelector", self.selector), ("limit", PAGE)] + ([("continue", token)] if token else [])
-            page = self.kube.request("GET", self.path, query=query)
+            page = await self.kube.request("GET", self.path, query=query)
             items += page.get("items") or []
             token = page["metadata"].get("continue")
             if not token:
@@ -76,31 +68,36 @@ class Informer:
         self.version = page["metadata"]["resourceVersion"]
         self.deliver(gone + [("ADDED", item) for item in listed.values()])
 
-    def _watch(self) -> None:
+    async def _watch(self) -> None:
         query = [("labelSelector", self.selector), ("watch", "true"), ("allowWatchBookmarks", "true"),
                  ("resourceVersion", self.version), ("timeoutSeconds", WATCH_SECONDS)]
-        for lines in self.kube.stream(self.path, query, read_timeout=WATCH_SECONDS + 30):
-            batch = []
-            for line in lines:
-                event = orjson.loads(line)
-                kind, obj = event["type"], event["object"]
-                if kind == "ERROR":
-                    if obj.get("code") == 410:  # our version is gone from the server's window
-                        self.version = None
-                        break
-                    raise ApiException(status=obj.get("code"), reason=obj.get("message"))
-                self.version = obj["metadata"]["resourceVersion"]
-                if kind == "BOOKMARK":
-                    continue
-                if kind == "DELETED":
-                    self.known.pop(_key(obj), None)
-                else:
-                    self.known[_key(obj)] = obj["metadata"].get("labels") or {}
-                batch.append((kind, obj))
-            if batch:
-                self.deliver(batch)
-            if self.version is None or self.stopped.is_set():
-                return
+        async with contextlib.aclosing(self.kube.stream(self.path, query, read_timeout=WATCH_SECONDS + 30)) as stream:
+            async for lines in stream:
+                if not self._take(lines):
+                    return
+
+    def _take(self, lines: list[bytes]) -> bool:
+        """Deliver a read's events; False when the watch must end for a relist."""
+        batch = []
+        for line in lines:
+            event = orjson.loads(line)
+            kind, obj = event["type"], event["object"]
+            if kind == "ERROR":
+                if obj.get("code") == 410:  # our version is gone from the server's window
+                    self.version = None
+                    break
+                raise ApiException(status=obj.get("code"), reason=obj.get("message"))
+            self.version = obj["metadata"]["resourceVersion"]
+            if kind == "BOOKMARK":
+                continue
+            if kind == "DELETED":
+                self.known.pop(_key(obj), None)
+            else:
+                self.known[_key(obj)] = obj["metadata"].get("labels") or {}
+            batch.append((kind, obj))
+        if batch:
+            self.deliver(batch)
+        return self.version is not None
 
 
 def _key(obj: dict) -> tuple[str, str]:
@@ -109,4 +106,3 @@ def _key(obj: dict) -> tuple[str, str]:
 
 def _brief(error: Exception) -> str:
     return f"{error.status} {error.reason}" if isinstance(error, ApiException) else type(error).__name__
-

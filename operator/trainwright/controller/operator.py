@@ -4,14 +4,11 @@ import asyncio
 import logging
 
 import kopf
-from kubernetes import client
 from prometheus_client import start_http_server
 
 from trainwright.controller.children import LaunchSettings
-from trainwright.controller.kube import Kube, load_config
+from trainwright.controller.kube import load_configuration
 from trainwright.planner import load_catalog
-
-CLIENT_CONNECTIONS = 64
 
 
 def run_operator(namespaces: list[str], metrics_port: int, health_port: int, trainer_image: str,
@@ -22,12 +19,9 @@ def run_operator(namespaces: list[str], metrics_port: int, health_port: int, tra
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:  # one line per handler run is noise at hundreds of jobs
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    load_config()
-    api_config = client.Configuration.get_default_copy()
-    api_config.connection_pool_maxsize = CLIENT_CONNECTIONS  # reuse TLS connections across handler threads
     config = handlers.OperatorConfig(catalog=load_catalog(catalog_path),
                                      launch=LaunchSettings(trainer_image=trainer_image),
-                                     kube=Kube(client.ApiClient(api_config)), namespaces=list(namespaces))
+                                     configuration=load_configuration(), namespaces=list(namespaces))
     start_http_server(metrics_port, registry=handlers.METRICS.registry)
     asyncio.run(kopf.operator(
         standalone=True,
