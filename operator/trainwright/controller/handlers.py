@@ -38,7 +38,6 @@ STORE = JobStore()
 METRICS = OperatorMetrics(STORE)
 WORLD = World()
 RECONCILE_SECONDS = 3.0
-WORKERS = 32
 COST_WRITE_SECONDS = 15.0
 log = logging.getLogger("trainwright.operator")
 
@@ -239,7 +238,7 @@ async def reconcile_forever(config: OperatorConfig) -> None:
             await asyncio.sleep(RECONCILE_SECONDS)
             WORLD.sweep()
 
-    await asyncio.gather(sweeper(), *(worker() for _ in range(WORKERS)))
+    await asyncio.gather(sweeper(), *(worker() for _ in range(c.RECONCILE_WORKERS)))
 
 
 @METRICS.instrumented("reconcile")

@@ -44,9 +44,10 @@ class Informer:
                     await self._relist()
                 await self._watch()
                 failures = 0
-            except asyncio.CancelledError:
-                raise
             except Exception as error:  # noqa: BLE001 - the API server may be away; try again, slower each time
+                if isinstance(error, ApiException) and error.status == 410:
+                    self.version = None  # answered before the stream began: list again
+                    continue
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
                 log.warning("watching %s failed (%s); again in %ss", self.path, _brief(error), delay)

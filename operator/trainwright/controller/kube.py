@@ -20,7 +20,7 @@ PLURALS = {
     "RoleBinding": "rolebindings", "Job": "jobs", "RayJob": "rayjobs", "Pod": "pods",
     "PersistentVolumeClaim": "persistentvolumeclaims", "TrainingJob": "trainingjobs", "Event": "events",
 }
-CONNECTIONS = 64
+CONNECTIONS = 128
 
 
 def load_configuration() -> client.Configuration:

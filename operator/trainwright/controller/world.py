@@ -19,6 +19,18 @@ def _slim_pod(body: dict) -> dict:
             "status": dict(body.get("status") or {})}
 
 
+def _slim_launcher(body: dict) -> dict:
+    """The parts of a launcher Job that its state needs (see observe.batch_job_state)."""
+    meta = body["metadata"]
+    return {"metadata": {k: meta.get(k) for k in ("name", "uid", "deletionTimestamp")},
+            "spec": {"suspend": (body.get("spec") or {}).get("suspend")}, "status": dict(body.get("status") or {})}
+
+
+def _slim_job(body: dict) -> dict:
+    """A TrainingJob without its managedFields, the largest part that nothing here reads."""
+    return {**body, "metadata": {k: v for k, v in body["metadata"].items() if k != "managedFields"}}
+
+
 class World:
     """Watched objects plus a work queue of jobs to reconcile, like a controller's workqueue:
     a job is queued at most once, handled by one worker at a time, and queued again if it
@@ -93,7 +105,7 @@ class World:
             self.launchers.pop(key, None)
             self.pods.pop(key, None)
             return
-        self.jobs[key] = body
+        self.jobs[key] = body = _slim_job(body)
         seen = (body["metadata"].get("generation", 0), bool((body.get("status") or {}).get("plan")))
         if self._seen.get(key) != seen:
             self._seen[key] = seen
@@ -102,13 +114,13 @@ class World:
     def saw_status(self, key: Key, body: dict) -> None:
         """Our own patch's answer: the freshest copy, without waiting for the watch."""
         if key in self.jobs:
-            self.jobs[key] = body
+            self.jobs[key] = _slim_job(body)
 
     def saw_launcher(self, event_type: str, key: Key, body: dict) -> None:
         if event_type == "DELETED":
             self.launchers.pop(key, None)
         else:
-            self.launchers[key] = body
+            self.launchers[key] = _slim_launcher(body)
         self.mark_soon(key)
 
     def saw_pod(self, event_type: str, key: Key, body: dict) -> None:
