@@ -6,6 +6,7 @@ Every user error is one line on stderr naming the field and the reason, and exit
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -125,6 +126,14 @@ def cmd_operator(args) -> int:
                         args.catalog, args.verbose)
 
 
+def namespace_name(text: str) -> str:
+    """A namespace as Kubernetes names them (a DNS label); patterns are not supported."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a namespace name (lower-case letters, digits and '-', at most 63; no patterns)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainwright", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -149,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     crds.set_defaults(func=cmd_crds)
 
     operator = commands.add_parser("operator", help="run the operator (kopf, standalone) against the current cluster")
-    operator.add_argument("--namespace", action="append", default=[], metavar="NS",
+    operator.add_argument("--namespace", action="append", default=[], metavar="NS", type=namespace_name,
                           help="watch only this namespace (repeatable); default: all namespaces")
     operator.add_argument("--metrics-port", type=int, default=8000)
     operator.add_argument("--health-port", type=int, default=8080)

@@ -83,3 +83,11 @@ def test_crds_check_detects_drift_of_either_copy(tmp_path, capsys):
         (tmp_path / name).write_text("stale")
         assert main(args + ["--check"]) == 1
         (tmp_path / name).write_text(good)
+
+
+@pytest.mark.parametrize("namespace", ["team-*", "Team", "ml_data", "a" * 64])
+def test_operator_refuses_a_namespace_that_is_not_a_name(namespace):
+    result = run_cli("operator", "--namespace", namespace)
+    assert result.returncode == 2
+    assert "--namespace" in result.stderr and "is not a namespace name" in result.stderr
+    assert "Traceback" not in result.stderr
