@@ -92,3 +92,5 @@ async def test_new_jobs_go_before_running_ones_and_the_sweep_queues_all():
     assert sorted(await drain(world)) == [A, B]
     world.saw_job("DELETED", job("a"))
     assert A not in world.jobs and A not in world.pods
+    world.saw_pod("DELETED", A, {"metadata": {"name": "p"}})  # garbage collection, after the job
+    assert A not in world.pods

@@ -126,7 +126,10 @@ class World:
     def saw_pod(self, event_type: str, key: Key, body: dict) -> None:
         name = body["metadata"]["name"]
         if event_type == "DELETED":
-            self.pods[key].pop(name, None)
+            pods = self.pods.get(key, {})
+            pods.pop(name, None)
+            if not pods:  # the job's last pod: keep no empty entry (its job may be gone too)
+                self.pods.pop(key, None)
         else:
             self.pods[key][name] = _slim_pod(body)
         self.mark_soon(key)
