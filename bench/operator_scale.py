@@ -29,7 +29,7 @@ from kubernetes import client, config, watch
 from trainwright.api import parse_job
 from trainwright.controller.children import LaunchSettings, build_children
 from trainwright.controller.constants import RECONCILE_WORKERS
-from trainwright.controller.kube import Kube
+from trainwright.controller.kube import Kube, load_configuration
 from trainwright.devcluster import ControlPlane, OperatorProcess, fake_nodes, wait_for
 from trainwright.planner import default_catalog, plan_job
 
@@ -96,7 +96,7 @@ def create_all(cp: ControlPlane, jobs: int, concurrency: int, stages) -> dict[st
     Returns when each job's first create began, by job name."""
     async def run() -> list[float]:
         limit = asyncio.Semaphore(concurrency)
-        async with Kube(cp_configuration(cp), connections=4 * concurrency) as kube:
+        async with Kube(load_configuration(str(cp.kubeconfig)), connections=4 * concurrency) as kube:
             async def one(index: int) -> float:
                 async with limit:
                     start = time.monotonic()
@@ -105,12 +105,6 @@ def create_all(cp: ControlPlane, jobs: int, concurrency: int, stages) -> dict[st
                     return start
             return await asyncio.gather(*(one(i) for i in range(jobs)))
     return dict(zip((f"j{i}" for i in range(jobs)), asyncio.run(run())))
-
-
-def cp_configuration(cp: ControlPlane) -> client.Configuration:
-    configuration = client.Configuration()
-    config.load_kube_config(str(cp.kubeconfig), client_configuration=configuration)
-    return configuration
 
 
 def run_baseline(cp: ControlPlane, jobs: int, concurrency: int) -> dict:
@@ -131,8 +125,7 @@ def run_baseline(cp: ControlPlane, jobs: int, concurrency: int) -> dict:
     starts = create_all(cp, jobs, concurrency, children)
     wait_for(lambda: len(watcher.seen) >= jobs, timeout=600)
     watcher.stop.set()
-    latencies = [watcher.seen[n] - s for n, s in starts.items()]
-    result = {"total": max(watcher.seen.values()) - began, "p50": percentile(latencies, 50), "p99": percentile(latencies, 99)}
+    result = launch_times(watcher, starts, began)
     delete_namespace(cp, namespace)
     return result
 
@@ -156,16 +149,21 @@ def run_operator(cp: ControlPlane, jobs: int, concurrency: int, log: Path) -> di
         starts = create_all(cp, jobs, concurrency, lambda index: [[job_document(f"j{index}", namespace)]])
         applied = time.monotonic() - began
         wait_for(lambda: len(watcher.seen) >= jobs, timeout=900)
-        total = max(watcher.seen.values()) - began
         cpu = cpu_seconds(operator.process.pid) - cpu_before
         time.sleep(2)  # steady state with every job known, for the memory figure
         watcher.stop.set()
-        latencies = [watcher.seen[n] - s for n, s in starts.items()]
-        return {"total": total, "applied": applied, "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
+        return {**launch_times(watcher, starts, began), "applied": applied,
                 "rss_mb": max(peak[0], rss_bytes(operator.process.pid)) / 2**20, "cpu": cpu}
     finally:
         operator.stop()
         delete_namespace(cp, namespace)
+
+
+def launch_times(watcher: LauncherWatch, starts: dict[str, float], began: float) -> dict:
+    """Total time to the last launcher, and each job's apply-to-launcher latency (p50, p99)."""
+    latencies = [watcher.seen[name] - start for name, start in starts.items()]
+    return {"total": max(watcher.seen.values()) - began, "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99)}
 
 
 def cpu_seconds(pid: int) -> float:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from kubernetes import client, config
-
 from trainwright.controller.informer import Informer
-from trainwright.controller.kube import Kube, resource_path
+from trainwright.controller.kube import Kube, load_configuration, resource_path
 
 SELECTOR = "app.kubernetes.io/managed-by=trainwright"
 
@@ -17,12 +15,6 @@ def config_map(namespace: str, name: str, ours: bool = True, value: str = "1") -
     labels = {"app.kubernetes.io/managed-by": "trainwright"} if ours else {}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "data": {"v": value}}
-
-
-def configuration(control_plane) -> client.Configuration:
-    loaded = client.Configuration()
-    config.load_kube_config(str(control_plane.kubeconfig), client_configuration=loaded)
-    return loaded
 
 
 class Seen:
@@ -50,7 +42,7 @@ def run(coroutine):
 
 def test_informer_lists_then_streams_only_labelled_objects(control_plane, namespace):
     async def scenario():
-        async with Kube(configuration(control_plane)) as kube:
+        async with Kube(load_configuration(str(control_plane.kubeconfig))) as kube:
             await kube.create(config_map(namespace, "before"))
             await kube.create(config_map(namespace, "not-ours", ours=False))
             seen = Seen()
@@ -73,7 +65,7 @@ def test_informer_lists_then_streams_only_labelled_objects(control_plane, namesp
 
 def test_an_expired_version_relists_and_reports_what_vanished_while_away(control_plane, namespace):
     async def scenario():
-        async with Kube(configuration(control_plane)) as kube:
+        async with Kube(load_configuration(str(control_plane.kubeconfig))) as kube:
             for name in ("stays", "goes"):
                 await kube.create(config_map(namespace, name))
             seen = Seen()
@@ -99,7 +91,7 @@ def test_an_expired_version_relists_and_reports_what_vanished_while_away(control
 
 def test_client_creates_idempotently_and_reports_missing_things_as_none(control_plane, namespace):
     async def scenario():
-        async with Kube(configuration(control_plane)) as kube:
+        async with Kube(load_configuration(str(control_plane.kubeconfig))) as kube:
             assert await kube.get("v1", "ConfigMap", namespace, "missing") is None
             assert await kube.create(config_map(namespace, "twice")) is True
             assert await kube.create(config_map(namespace, "twice")) is False  # 409: already there

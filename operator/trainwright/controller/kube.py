@@ -23,9 +23,12 @@ PLURALS = {
 CONNECTIONS = 128
 
 
-def load_configuration() -> client.Configuration:
-    """In-cluster config in a pod, the kubeconfig elsewhere."""
+def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
+    """The given kubeconfig; else in-cluster config in a pod, the default kubeconfig elsewhere."""
     configuration = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        return configuration
     try:
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
