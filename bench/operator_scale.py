@@ -16,12 +16,14 @@ import argparse
 import asyncio
 import copy
 import os
+import re
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from kubernetes import client, config, watch
@@ -107,6 +109,31 @@ def create_all(cp: ControlPlane, jobs: int, concurrency: int, stages) -> dict[st
     return dict(zip((f"j{i}" for i in range(jobs)), asyncio.run(run())))
 
 
+def components_cpu(cp: ControlPlane) -> dict[str, float]:
+    """CPU seconds used so far by each control-plane process (API server, etcd, kwok, ...)."""
+    return {name: cpu_seconds(process.pid) for name, process in cp._procs.items() if process.poll() is None}
+
+
+def cpu_since(cp: ControlPlane, before: dict[str, float]) -> dict[str, float]:
+    return {name: seconds - before.get(name, 0.0) for name, seconds in components_cpu(cp).items()}
+
+
+def requests_served(cp: ControlPlane) -> Counter:
+    """The API server's request count so far, by verb and resource (its own /metrics)."""
+    counts: Counter = Counter()
+    for line in cp.api("GET", "/metrics").splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            resource = labels["resource"] + (f"/{labels['subresource']}" if labels["subresource"] else "")
+            counts[f"{labels['verb']} {resource}"] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def requests_since(cp: ControlPlane, before: Counter) -> Counter:
+    """Requests served since `before`, leaving out the watches and reads that run all along."""
+    return Counter({k: v for k, v in (requests_served(cp) - before).items() if not k.startswith(("WATCH", "GET", "LIST"))})
+
+
 def run_baseline(cp: ControlPlane, jobs: int, concurrency: int) -> dict:
     namespace = make_namespace(cp)
     catalog = default_catalog()
@@ -121,11 +148,13 @@ def run_baseline(cp: ControlPlane, jobs: int, concurrency: int) -> dict:
             child["metadata"].pop("ownerReferences")
         return [prerequisites, [launcher]]
 
+    components, served = components_cpu(cp), requests_served(cp)
     began = time.monotonic()
     starts = create_all(cp, jobs, concurrency, children)
     wait_for(lambda: len(watcher.seen) >= jobs, timeout=600)
     watcher.stop.set()
-    result = launch_times(watcher, starts, began)
+    result = {**launch_times(watcher, starts, began), "components": cpu_since(cp, components),
+              "requests": requests_since(cp, served)}
     delete_namespace(cp, namespace)
     return result
 
@@ -144,16 +173,18 @@ def run_operator(cp: ControlPlane, jobs: int, concurrency: int, log: Path) -> di
                 time.sleep(0.2)
         threading.Thread(target=sample_rss, daemon=True).start()
 
-        cpu_before = cpu_seconds(operator.process.pid)
+        cpu_before, components, served = cpu_seconds(operator.process.pid), components_cpu(cp), requests_served(cp)
         began = time.monotonic()
         starts = create_all(cp, jobs, concurrency, lambda index: [[job_document(f"j{index}", namespace)]])
         applied = time.monotonic() - began
         wait_for(lambda: len(watcher.seen) >= jobs, timeout=900)
         cpu = cpu_seconds(operator.process.pid) - cpu_before
+        spent, requests = cpu_since(cp, components), requests_since(cp, served)
         time.sleep(2)  # steady state with every job known, for the memory figure
         watcher.stop.set()
         return {**launch_times(watcher, starts, began), "applied": applied,
-                "rss_mb": max(peak[0], rss_bytes(operator.process.pid)) / 2**20, "cpu": cpu}
+                "rss_mb": max(peak[0], rss_bytes(operator.process.pid)) / 2**20, "cpu": cpu,
+                "components": spent, "requests": requests}
     finally:
         operator.stop()
         delete_namespace(cp, namespace)
@@ -208,6 +239,11 @@ def main() -> int:
             print(f"round {round_ + 1}: plain client " + ", ".join(f"{rows[-1]['total']:.2f}s" for rows in plain.values())
                   + f"; operator {last['total']:.2f}s (all applied at {last['applied']:.2f}s; p50 {last['p50']:.3f}s, "
                   f"p99 {last['p99']:.3f}s, RSS {last['rss_mb']:.0f} MB, operator CPU {last['cpu']:.1f}s)", flush=True)
+            for name, rows in (*plain.items(), ("operator", operator)):
+                print(f"  CPU seconds, {name}: " + ", ".join(
+                    f"{component} {seconds:.1f}" for component, seconds in rows[-1]["components"].items()), flush=True)
+                print("    writes per job until the last launcher: " + ", ".join(
+                    f"{key} {count / args.jobs:.2f}" for key, count in rows[-1]["requests"].most_common()), flush=True)
 
     def median(rows, key):
         return statistics.median(r[key] for r in rows)

@@ -93,8 +93,9 @@ def test_client_creates_idempotently_and_reports_missing_things_as_none(control_
     async def scenario():
         async with Kube(load_configuration(str(control_plane.kubeconfig))) as kube:
             assert await kube.get("v1", "ConfigMap", namespace, "missing") is None
-            assert await kube.create(config_map(namespace, "twice")) is True
-            assert await kube.create(config_map(namespace, "twice")) is False  # 409: already there
+            created = await kube.create(config_map(namespace, "twice"))
+            assert created["metadata"]["uid"] and created["metadata"]["name"] == "twice"  # as stored
+            assert await kube.create(config_map(namespace, "twice")) is None  # 409: already there
             assert await kube.has_resource("batch", "v1", "jobs") is True
             assert await kube.has_resource("example.invalid", "v1", "things") is False
 

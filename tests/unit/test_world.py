@@ -94,3 +94,22 @@ async def test_new_jobs_go_before_running_ones_and_the_sweep_queues_all():
     assert A not in world.jobs and A not in world.pods
     world.saw_pod("DELETED", A, {"metadata": {"name": "p"}})  # garbage collection, after the job
     assert A not in world.pods
+
+
+def launcher(resource_version: str, **status) -> dict:
+    return {"kind": "Job", "metadata": {"name": "a-trainer", "uid": "u1", "resourceVersion": resource_version},
+            "spec": {}, "status": status}
+
+
+def test_a_created_launcher_counts_as_seen_until_the_informer_brings_a_newer_copy():
+    world = World(settle_seconds=0)
+    world.created_launcher(A, launcher("1"))
+    assert world.launchers[A]["metadata"]["uid"] == "u1"  # a reconcile now finds it: no second create
+
+    world.launchers[A] = {"status": {"active": 1}}  # the informer's newer copy
+    world.created_launcher(A, launcher("1"))
+    assert world.launchers[A] == {"status": {"active": 1}}  # not replaced by the older answer
+
+    world.created_launcher(B, None)  # 409: it existed already, the informer has or will have it
+    world.created_launcher(B, {**launcher("1"), "kind": "RayJob"})  # read on demand, never kept
+    assert B not in world.launchers

@@ -194,7 +194,7 @@ async def launch(config: OperatorConfig, body: dict) -> tuple[dict, list[tuple[s
     *prerequisites, launcher = build_children(job, plan, body["metadata"]["uid"], config.launch)
     await asyncio.gather(*(kube.create(child) for child in prerequisites))
     if not job.spec.suspend:  # after its ServiceAccount and ConfigMap, or its pods are refused
-        await kube.create(launcher)
+        WORLD.created_launcher(_key(body), await kube.create(launcher))
     now = datetime.now(timezone.utc)
     conditions = set_condition(list(status.get("conditions") or []), "Planned", "True", "Planned", plan.reason, now)
     sized_down = [n for n in plan.notes if n.startswith("sized down")]
@@ -321,7 +321,7 @@ async def _act(config: OperatorConfig, job, plan: Plan, uid: str, decision: Deci
     kube, name, namespace = config.kube, job.metadata.name, job.metadata.namespace
     launcher = build_launcher(job, plan, uid, config.launch)
     if decision.create_launcher:
-        await kube.create(launcher)
+        WORLD.created_launcher((namespace, name), await kube.create(launcher))
     if decision.delete_launcher:
         await kube.delete(launcher["apiVersion"], launcher["kind"], namespace, launcher_name(name))
     if decision.delete_job:

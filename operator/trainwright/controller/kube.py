@@ -104,16 +104,16 @@ class Kube:
                 if lines:
                     yield [line for line in lines if line]
 
-    async def create(self, manifest: dict) -> bool:
-        """Create; False when it already exists (409), so retries and restarts are harmless."""
+    async def create(self, manifest: dict) -> dict | None:
+        """Create and return the object as stored; None when it already exists (409), so
+        retries and restarts are harmless."""
         meta = manifest["metadata"]
         try:
-            await self.request("POST", resource_path(manifest["apiVersion"], manifest["kind"], meta.get("namespace")),
-                               manifest)
-            return True
+            return await self.request("POST", resource_path(manifest["apiVersion"], manifest["kind"],
+                                                            meta.get("namespace")), manifest)
         except ApiException as error:
             if error.status == 409:
-                return False
+                return None
             raise
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:

@@ -123,6 +123,13 @@ class World:
             self.launchers[key] = _slim_launcher(body)
         self.mark_soon(key)
 
+    def created_launcher(self, key: Key, body: dict | None) -> None:
+        """Our own create's answer (None: it was there already). Kept until the informer brings
+        a newer copy: a reconcile in between would otherwise take the launcher for missing
+        and create it again, and write a status that says so."""
+        if body is not None and body.get("kind") == "Job" and key not in self.launchers:
+            self.launchers[key] = _slim_launcher(body)
+
     def saw_pod(self, event_type: str, key: Key, body: dict) -> None:
         name = body["metadata"]["name"]
         if event_type == "DELETED":
