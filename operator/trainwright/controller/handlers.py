@@ -195,18 +195,23 @@ async def launch(config: OperatorConfig, body: dict) -> tuple[dict, list[tuple[s
     await asyncio.gather(*(kube.create(child) for child in prerequisites))
     if not job.spec.suspend:  # after its ServiceAccount and ConfigMap, or its pods are refused
         WORLD.created_launcher(_key(body), await kube.create(launcher))
-    now = datetime.now(timezone.utc)
+    fields = launched_status(job, plan, status, body["metadata"].get("generation"), _price(config, job, plan),
+                             datetime.now(timezone.utc))
+    return fields, []  # the Planned condition says it; an Event per new job would double the writes
+
+
+def launched_status(job, plan: Plan, status: dict, generation: int | None, price_per_hour: float,
+                    now: datetime) -> dict:
+    """The status fields that change when a job's children are created: plan, conditions and
+    what reconcile says of a launcher with no pods yet, so the first status is one write."""
     conditions = set_condition(list(status.get("conditions") or []), "Planned", "True", "Planned", plan.reason, now)
     sized_down = [n for n in plan.notes if n.startswith("sized down")]
     if sized_down:
         conditions = set_condition(conditions, "SizedDown", "True", "SizedDown", sized_down[0], now)
-    planned = {**status, "plan": plan.to_wire(), "conditions": conditions,
-               "observedGeneration": body["metadata"].get("generation")}
-    # The whole first status in one write: what reconcile would say of a launcher with no pods yet.
+    planned = {**status, "plan": plan.to_wire(), "conditions": conditions, "observedGeneration": generation}
     first = reconcile(job.spec, planned, Observed(LauncherState(exists=not job.spec.suspend), 0, 0.0, now),
-                      _price(config, job, plan))
-    fields = {k: v for k, v in {**planned, **first.status}.items() if status.get(k) != v}
-    return fields, []  # the Planned condition says it; an Event per new job would double the writes
+                      price_per_hour)
+    return {k: v for k, v in {**planned, **first.status}.items() if status.get(k) != v}
 
 
 @kopf.on.event(*c.API)
