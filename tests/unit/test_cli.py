@@ -1,6 +1,7 @@
 """The CLI: exit codes, one clear line per problem, no tracebacks, and machine-readable plans."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
-def run_cli(*args):
+def run_cli(*args, env=None):
     """The real console script in a subprocess, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "trainwright.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=ROOT, env=env)
 
 
 def test_examples_are_valid():
@@ -90,4 +91,18 @@ def test_operator_refuses_a_namespace_that_is_not_a_name(namespace):
     result = run_cli("operator", "--namespace", namespace)
     assert result.returncode == 2
     assert "--namespace" in result.stderr and "is not a namespace name" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_operator_refuses_a_socks_proxy_in_the_kubeconfig_in_one_line(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True,
+                                               "proxy-url": "socks5://127.0.0.1:1080"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    result = run_cli("operator", env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+    assert result.returncode == 2
+    assert "socks5://127.0.0.1:1080: SOCKS proxies are not supported" in result.stderr
     assert "Traceback" not in result.stderr

@@ -86,6 +86,25 @@ def test_ttl_deletes_finished_jobs_only_after_it_passes(job_dict):
     assert reconcile(spec, finished, observe(), PRICE).delete_job
 
 
+def test_each_decision_says_when_time_alone_next_matters(job_dict):
+    started = {"phase": "Running", "startTime": rfc3339(NOW - timedelta(minutes=10))}
+    no_budget = spec_of(job_dict, budget={})
+    # pending, nothing running, no deadline: only events can change it
+    assert reconcile(no_budget, {"phase": "Pending"}, observe(), PRICE).recheck_after is None
+    # running: the cost in the status is brought up to date
+    assert reconcile(no_budget, started, observe(running=1), PRICE).recheck_after == 15
+    # running on a cost budget: checked often, it must stop soon after the money runs out
+    assert reconcile(spec_of(job_dict, budget={"maxCostUSD": 100}), started, observe(running=1),
+                     PRICE).recheck_after == 3
+    # a deadline 20 minutes from the first start: woken when it passes, even with no pod running
+    spec = spec_of(job_dict, budget={"maxDuration": "20m"})
+    assert reconcile(spec, {**started, "phase": "Pending"}, observe(), PRICE).recheck_after == 600
+    # finished: only its TTL is left
+    finished = {"phase": "Succeeded", "completionTime": rfc3339(NOW - timedelta(seconds=40))}
+    assert reconcile(spec_of(job_dict, ttlSecondsAfterFinished=100), finished, observe(), PRICE).recheck_after == 60
+    assert reconcile(spec_of(job_dict, ttlSecondsAfterFinished=None), finished, observe(), PRICE).recheck_after is None
+
+
 def test_same_world_same_decision(job_dict):
     spec = spec_of(job_dict)
     status = {"phase": "Running", "startTime": rfc3339(NOW)}

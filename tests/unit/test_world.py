@@ -113,3 +113,24 @@ def test_a_created_launcher_counts_as_seen_until_the_informer_brings_a_newer_cop
     world.created_launcher(B, None)  # 409: it existed already, the informer has or will have it
     world.created_launcher(B, {**launcher("1"), "kind": "RayJob"})  # read on demand, never kept
     assert B not in world.launchers
+
+
+@in_loop
+async def test_a_job_is_queued_again_when_its_last_reconcile_asked_and_not_after_deletion():
+    world = World(settle_seconds=0)
+    world.saw_job("ADDED", job(plan={"pods": 1}))
+    await drain(world)
+    world.mark_after(A, 0.2)
+    world.mark_after(A, 0.05)  # a later reconcile's answer replaces the earlier one
+    await asyncio.sleep(0.1)
+    assert await drain(world) == [A]
+    await asyncio.sleep(0.2)
+    assert await drain(world) == []  # the replaced wake-up never fires
+
+    world.mark_after(A, 0.05)
+    world.saw_job("DELETED", job())
+    await asyncio.sleep(0.1)
+    assert await drain(world) == []
+    world.mark_after(A, 0.01)  # a reconcile that finished after the deletion asks for nothing
+    await asyncio.sleep(0.05)
+    assert await drain(world) == []

@@ -28,7 +28,7 @@ from trainwright.controller.kube import Kube, resource_path
 from trainwright.controller.metrics import JobStore, OperatorMetrics, snapshot_of
 from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state, waiting_reason
 from trainwright.controller.reconcile import (
-    Decision, LauncherState, Observed, parse_time, reconcile, rfc3339, set_condition,
+    ACCRUAL_SECONDS, Decision, LauncherState, Observed, parse_time, reconcile, rfc3339, set_condition,
 )
 from trainwright.controller.world import World
 from trainwright.planner import Catalog, PlanningError, default_catalog, plan_job
@@ -37,8 +37,9 @@ from trainwright.planner.catalog import CPU
 STORE = JobStore()
 METRICS = OperatorMetrics(STORE)
 WORLD = World()
-RECONCILE_SECONDS = 3.0
-COST_WRITE_SECONDS = 15.0
+RESYNC_SECONDS = 60.0  # every job is reconciled at least this often, wake-ups or not
+RETRY_SECONDS = 3.0  # after a failed reconcile (e.g. the API server is away)
+RAY_POLL_SECONDS = 3.0  # RayJobs are read, not watched
 log = logging.getLogger("trainwright.operator")
 
 
@@ -226,24 +227,25 @@ async def track_job(event, body, **_):
 
 
 async def reconcile_forever(config: OperatorConfig) -> None:
-    """Workers take jobs from the world's queue (woken by their events); a sweeper queues
-    every job every few seconds."""
+    """Workers take jobs from the world's queue, woken by their events and by the times their
+    last reconcile asked for; a resync queues every job now and then."""
     async def worker():
         while True:
             key = await WORLD.take()
             try:
                 await reconcile_job(config, key)
             except Exception:  # noqa: BLE001 - one job's trouble must not stop the others
-                log.exception("reconciling %s/%s failed; retrying on the next sweep", *key)
+                log.exception("reconciling %s/%s failed; retrying in %ss", *key, RETRY_SECONDS)
+                WORLD.mark_after(key, RETRY_SECONDS)
             finally:
                 WORLD.done(key)
 
-    async def sweeper():
+    async def resync():
         while True:
-            await asyncio.sleep(RECONCILE_SECONDS)
+            await asyncio.sleep(RESYNC_SECONDS)
             WORLD.sweep()
 
-    await asyncio.gather(sweeper(), *(worker() for _ in range(c.RECONCILE_WORKERS)))
+    await asyncio.gather(resync(), *(worker() for _ in range(c.RECONCILE_WORKERS)))
 
 
 @METRICS.instrumented("reconcile")
@@ -279,6 +281,10 @@ async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
         if set(changed) == {"cost"} and not _cost_due(status.get("cost"), changed["cost"], now):
             changed = {}
         await _write(config, key, body, changed, decision.events)
+        recheck = decision.recheck_after
+        if plan.launcher == "rayjob" and decision.status["phase"] not in FINISHED_PHASES:
+            recheck = min(recheck if recheck is not None else RAY_POLL_SECONDS, RAY_POLL_SECONDS)
+        WORLD.mark_after(key, recheck)
 
 
 async def _write(config: OperatorConfig, key, body: dict, fields: dict, events) -> None:
@@ -309,7 +315,7 @@ def _cost_due(old: dict | None, new: dict, now: datetime) -> bool:
     if new.get("gpuSeconds") == old.get("gpuSeconds"):
         return False
     last = parse_time(old.get("updatedAt"))
-    return last is None or (now - last).total_seconds() >= COST_WRITE_SECONDS
+    return last is None or (now - last).total_seconds() >= ACCRUAL_SECONDS
 
 
 async def _patch_status(kube: Kube, key: tuple[str, str], fields: dict) -> dict | None:

@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import is_socks_proxy_url, should_bypass_proxies
 
 PLURALS = {
     "ConfigMap": "configmaps", "ServiceAccount": "serviceaccounts", "Role": "roles",
@@ -51,11 +52,29 @@ def _ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
     return context
 
 
+def connection_options(configuration: client.Configuration) -> dict:
+    """What a kubeconfig may ask of each connection, as aiohttp takes it: the TLS server name
+    to verify, and an HTTP(S) proxy unless no_proxy covers the server (the official client's
+    rules). A SOCKS proxy is refused here, before anything connects."""
+    options = {}
+    if configuration.tls_server_name:
+        options["server_hostname"] = configuration.tls_server_name
+    if configuration.proxy and not should_bypass_proxies(configuration.host, configuration.no_proxy or ""):
+        if is_socks_proxy_url(configuration.proxy):
+            raise ValueError(f"proxy-url {configuration.proxy}: SOCKS proxies are not supported by the operator; "
+                             "use an HTTP or HTTPS proxy")
+        options["proxy"] = configuration.proxy
+        if configuration.proxy_headers:
+            options["proxy_headers"] = dict(configuration.proxy_headers)
+    return options
+
+
 class Kube:
     """Open it inside the event loop that uses it (``async with Kube(configuration) as kube``)."""
 
     def __init__(self, configuration: client.Configuration, connections: int = CONNECTIONS):
         self.configuration = configuration
+        self.options = connection_options(configuration)
         self.connections = connections
         self.session: aiohttp.ClientSession | None = None
 
@@ -90,7 +109,7 @@ class Kube:
             query = [*(query or []), ("fieldValidation", "Ignore")]
         async with self.session.request(method, path, data=data, params=_params(query),
                                         headers=self._headers(content_type),
-                                        timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                                        timeout=aiohttp.ClientTimeout(total=timeout), **self.options) as response:
             payload = await response.read()
             if not 200 <= response.status < 300:
                 raise ApiException(status=response.status, reason=response.reason, body=payload.decode(errors="replace"))
@@ -100,7 +119,7 @@ class Kube:
         """A watch's lines as they arrive, a list per network read (so callers can batch)."""
         timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=read_timeout)
         async with self.session.get(path, params=_params(query), headers=self._headers("application/json"),
-                                    timeout=timeout) as response:
+                                    timeout=timeout, **self.options) as response:
             if not 200 <= response.status < 300:
                 raise ApiException(status=response.status, reason=response.reason)
             partial = b""

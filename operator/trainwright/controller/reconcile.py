@@ -42,6 +42,11 @@ class Decision:
     delete_launcher: bool = False
     delete_job: bool = False
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    recheck_after: float | None = None  # seconds until time alone may change the decision; None: never
+
+
+ACCRUAL_SECONDS = 15.0  # while pods run, the cost in the status is brought up to date this often
+BUDGET_CHECK_SECONDS = 3.0  # how late a running job may notice that it spent its maxCostUSD
 
 
 def rfc3339(moment: datetime) -> str:
@@ -139,4 +144,24 @@ def reconcile(spec: TrainingJobSpec, status: dict, observed: Observed, price_per
     if phase != old_phase:
         kind = "Warning" if phase in ("Failed", "BudgetExceeded") else "Normal"
         decision.events.append((kind, phase, message or phase))
+    decision.recheck_after = _recheck_after(spec, {**status, **new}, observed.running_pods > 0, now)
     return decision
+
+
+def _recheck_after(spec: TrainingJobSpec, status: dict, running: bool, now: datetime) -> float | None:
+    """When time alone can change this job's status: its cost grows, a budget or deadline
+    runs out, a finished job's TTL ends. Events wake the job for everything else."""
+    waits = []
+    start, finished = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
+    limit = spec.budget.max_duration_seconds()
+    if status["phase"] in FINISHED_PHASES:
+        if spec.ttlSecondsAfterFinished is not None and finished is not None:
+            waits.append(spec.ttlSecondsAfterFinished - (now - finished).total_seconds())
+    else:
+        if running:
+            waits.append(ACCRUAL_SECONDS)
+        if running and spec.budget.maxCostUSD is not None:
+            waits.append(BUDGET_CHECK_SECONDS)
+        if limit is not None and start is not None:  # the clock runs from the first start, pods or not
+            waits.append(limit - (now - start).total_seconds())
+    return max(0.0, min(waits)) if waits else None

@@ -50,6 +50,7 @@ class World:
         self._active: set[Key] = set()
         self._again: set[Key] = set()
         self._settling: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._ready = asyncio.Event()
 
     def mark(self, key: Key) -> None:
@@ -71,8 +72,21 @@ class World:
         self._settling.discard(key)
         self.mark(key)
 
+    def mark_after(self, key: Key, seconds: float | None) -> None:
+        """Queue the job once `seconds` have passed (None: no need), replacing an earlier
+        request: each reconcile says when time alone next matters to its job."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if seconds is not None and key in self.jobs:
+            self._timers[key] = asyncio.get_running_loop().call_later(seconds, self._timer_fired, key)
+
+    def _timer_fired(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.mark(key)
+
     def sweep(self) -> None:
-        """Queue every job: cost accrues and deadlines pass without any event."""
+        """Queue every job: a resync, should a wake-up ever be missed."""
         for key in list(self.jobs):
             self.mark(key)
 
@@ -100,6 +114,7 @@ class World:
         status updates (ours and the trainer's) must not, or each patch would trigger the next."""
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if event_type == "DELETED":
+            self.mark_after(key, None)
             self.jobs.pop(key, None)
             self._seen.pop(key, None)
             self.launchers.pop(key, None)
