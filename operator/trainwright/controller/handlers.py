@@ -283,7 +283,7 @@ async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
         await _write(config, key, body, changed, decision.events)
         recheck = decision.recheck_after
         if plan.launcher == "rayjob" and decision.status["phase"] not in FINISHED_PHASES:
-            recheck = min(recheck if recheck is not None else RAY_POLL_SECONDS, RAY_POLL_SECONDS)
+            recheck = RAY_POLL_SECONDS if recheck is None else min(recheck, RAY_POLL_SECONDS)
         WORLD.mark_after(key, recheck)
 
 
