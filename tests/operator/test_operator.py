@@ -152,7 +152,7 @@ def test_failed_pod_is_retried_then_fails_after_the_backoff_limit(cluster, opera
 
 def test_cost_budget_stops_the_job_and_keeps_the_cost(cluster, operator, namespace):
     apply(cluster, small_job("spender", budget={"maxCostUSD": 0.001}), namespace)
-    status = wait_phase(cluster, "spender", namespace, FINISHED, timeout=60)
+    status = wait_phase(cluster, "spender", namespace, FINISHED, timeout=30)  # woken by its budget, not the resync
     assert status["phase"] == "BudgetExceeded"
     assert status["cost"]["usd"] >= 0.001
     wait_for(lambda: get(cluster, "job", "spender-trainer", namespace) is None, timeout=30)
@@ -161,7 +161,7 @@ def test_cost_budget_stops_the_job_and_keeps_the_cost(cluster, operator, namespa
 
 def test_deadline_stops_the_job(cluster, operator, namespace):
     apply(cluster, small_job("slow", budget={"maxDuration": "2s"}), namespace)
-    status = wait_phase(cluster, "slow", namespace, FINISHED, timeout=60)
+    status = wait_phase(cluster, "slow", namespace, FINISHED, timeout=30)  # woken at its deadline, not by the resync
     assert status["phase"] == "BudgetExceeded"
     assert any(c["reason"] == "DeadlineExceeded" for c in status["conditions"])
 
@@ -180,7 +180,8 @@ def test_suspend_removes_pods_and_resume_finishes_the_job(cluster, operator, nam
 
 
 def test_finished_job_is_deleted_after_its_ttl(cluster, operator, namespace):
-    apply(cluster, small_job("ephemeral", ttlSecondsAfterFinished=1), namespace)
+    # a TTL long enough to see the job finished first: its wake-up comes on time, not on a sweep
+    apply(cluster, small_job("ephemeral", ttlSecondsAfterFinished=5), namespace)
     wait_phase(cluster, "ephemeral", namespace, "Succeeded", timeout=60)
     wait_for(lambda: get(cluster, "trainingjob", "ephemeral", namespace) is None, timeout=30)
     wait_for(lambda: get(cluster, "configmap", "ephemeral-job", namespace) is None, timeout=30,
