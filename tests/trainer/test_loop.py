@@ -5,7 +5,8 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from trainer_helpers import TINY_GPT, make_job, settings_for
 from trainwright.trainer.data import TokenizedSet
-from trainwright.trainer.loop import LoopConfig, train
+from trainwright.trainer.checkpoint import Checkpointer
+from trainwright.trainer.loop import LoopConfig, evaluate, train
 from trainwright.trainer.models import BuiltModel
 from trainwright.trainer.runner import run_job
 
@@ -40,6 +41,41 @@ def test_early_stopping_stops_when_the_metric_stalls(tmp_path):
                    {"epochs": 6, "earlyStopping": {"metric": "val_loss", "patience": 1, "minDelta": 10.0}})
     outcome = run_job(settings_for(job, tmp_path))
     assert outcome.result.stopped_early and outcome.result.epochs_done == 2 and outcome.result.step == 20
+
+
+class Evaluations:
+    """A reporter that keeps each evaluation's metrics."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_step(self, progress): pass
+    def on_checkpoint(self, step, path): pass
+    def close(self): pass
+
+    def on_eval(self, metrics):
+        self.seen.append(metrics)
+
+
+def test_early_stopping_ends_with_the_best_evaluations_weights(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    sequences = torch.randint(5, 64, (96, 12), generator=generator).tolist()
+    labelled = [s[0] % 2 for s in sequences]
+    train_set = TokenizedSet(sequences[:64], labelled[:64], pad_id=0, task="sequence-classification")
+    validation = TokenizedSet(sequences[64:], labelled[64:], pad_id=0, task="sequence-classification")
+    # minDelta 10: only the first evaluation counts as an improvement, so the run stops after the
+    # second, and the first epoch's weights are the best
+    for restore, checkpoints in ((True, None), (True, tmp_path / "checkpoints"), (False, None)):
+        config = LoopConfig(task="sequence-classification", epochs=6, batch_size=16, lr=3e-3,
+                            early_stopping_metric="val_loss", patience=1, min_delta=10.0, restore_best=restore)
+        model, evaluations = no_dropout_classifier(), Evaluations()
+        result = train(BuiltModel(model, None, 32), train_set, validation, config, device=CPU, reporter=evaluations,
+                       checkpointer=Checkpointer(checkpoints, 2) if checkpoints else None, num_labels=2)
+        first, second = (e["val_loss"] for e in evaluations.seen)
+        assert result.stopped_early and abs(first - second) > 1e-4  # the two epochs' weights differ
+        final = evaluate(model, validation, config, CPU, 2)["val_loss"]
+        expected = first if restore else second
+        assert abs(final - expected) < 1e-6 and result.metrics["val_loss"] == expected
 
 
 def gpt_base(root):

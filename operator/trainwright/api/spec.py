@@ -130,6 +130,7 @@ class EarlyStoppingSpec(ApiModel):
     metric: Literal["val_loss", "val_accuracy", "val_f1", "val_perplexity"] = Field("val_loss", description="Validation metric to watch.")
     patience: int = Field(2, ge=1, le=1000, description="Evaluations without improvement before stopping.")
     minDelta: float = Field(0.0, ge=0, description="Smallest change that counts as improvement.")
+    restoreBest: bool = Field(True, description="End with the weights of the best evaluation (the exported model), not the last.")
 
 
 class TrainingSpec(ApiModel):

@@ -14,6 +14,7 @@ import torch
 
 PATTERN = re.compile(r"^step-(\d{9})$")
 STATE_FILE = "state.pt"
+BEST_FILE = "best-weights.pt"
 
 
 def rng_state() -> dict:
@@ -65,6 +66,20 @@ class Checkpointer:
         temporary.rename(final)
         self._prune()
         return final
+
+    def save_best(self, weights: dict) -> None:
+        """The best evaluation's weights, beside the checkpoints (atomically, like them), so
+        that a resumed run can still end with them."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / f".tmp-{BEST_FILE}-{os.getpid()}"
+        torch.save(weights, temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.directory / BEST_FILE)
+
+    def load_best(self) -> dict | None:
+        path = self.directory / BEST_FILE
+        return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
 
     def load(self, path: Path) -> dict:
         return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)

@@ -42,6 +42,7 @@ class LoopConfig:
     early_stopping_metric: str | None = None
     patience: int = 2
     min_delta: float = 0.0
+    restore_best: bool = False  # early stopping: end with the weights of the best evaluation
     checkpoint_every: int = 500
     log_every: int | None = None  # steps between reports (host syncs); None: about 50 per run, at most 10 apart
     max_steps: int | None = None  # stop after this many steps in total (benchmarks)
@@ -118,6 +119,28 @@ def evaluate(model: nn.Module, data: TokenizedSet, config: LoopConfig, device: t
     return {"val_loss": loss, "val_accuracy": accuracy(predicted, actual), "val_f1": macro_f1(predicted, actual, num_labels)}
 
 
+class BestWeights:
+    """The weights of the best evaluation so far, for early stopping to end with: on disk beside
+    the checkpoints when there are any (a resumed run still has them), else in memory."""
+
+    def __init__(self, checkpointer: Checkpointer | None):
+        self.checkpointer, self.weights = checkpointer, None
+
+    def keep(self, model: nn.Module) -> None:
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if self.checkpointer is not None:
+            self.checkpointer.save_best(weights)
+        else:
+            self.weights = weights
+
+    def restore(self, model: nn.Module) -> bool:
+        weights = self.checkpointer.load_best() if self.checkpointer is not None else self.weights
+        if weights is None:
+            return False
+        model.load_state_dict(weights)
+        return True
+
+
 def _set_backbone_frozen(backbone: list[nn.Parameter], frozen: bool) -> None:
     for parameter in backbone:
         parameter.requires_grad_(not frozen)
@@ -147,6 +170,8 @@ def train(
     trainable = [p for g in groups for p in g["params"]]
 
     step, epochs_done, best, bad_evals, metrics, finished = 0, 0, None, 0, {}, False
+    best_metrics: dict = {}
+    best_weights = BestWeights(checkpointer) if config.restore_best and config.early_stopping_metric and rank == 0 else None
     latest = checkpointer.latest() if checkpointer else None
     if latest is not None:
         state = checkpointer.load(latest)
@@ -160,13 +185,14 @@ def train(
         restore_rng_state(state["rng"])
         step, epochs_done, best, bad_evals = state["step"], state["epochs_done"], state["best"], state["bad_evals"]
         metrics, finished = state["metrics"], state["finished"]
+        best_metrics = state.get("best_metrics", {})
 
     def save_checkpoint() -> None:
         if checkpointer is None or rank != 0:
             return
         path = checkpointer.save(step, {
             "step": step, "total_steps": total, "epochs_done": epochs_done, "best": best, "bad_evals": bad_evals,
-            "metrics": metrics, "finished": finished, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "best_metrics": best_metrics, "metrics": metrics, "finished": finished, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
         })
         if reporter:
@@ -251,7 +277,9 @@ def train(
             if config.early_stopping_metric:
                 value = metrics[config.early_stopping_metric]
                 if improved(config.early_stopping_metric, value, best, config.min_delta):
-                    best, bad_evals = value, 0
+                    best, bad_evals, best_metrics = value, 0, dict(metrics)
+                    if best_weights is not None:
+                        best_weights.keep(model)
                 else:
                     bad_evals += 1
         epochs_done = epoch + 1
@@ -261,6 +289,8 @@ def train(
             break
     if not interrupted:
         finished = True
+        if best_weights is not None and best_metrics and best_weights.restore(model):
+            metrics = best_metrics  # what the exported model scored
     report(max(0, min(epochs_done, config.epochs) - (0 if interrupted else 1)))
     save_checkpoint()
     return LoopResult(

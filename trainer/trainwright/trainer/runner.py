@@ -91,7 +91,8 @@ def loop_config(settings: RunSettings, device: torch.device) -> LoopConfig:
         seed=training.seed, freeze_epochs=training.freezeEpochs if strategy == "hybrid" else 0,
         backbone_lr_scale=training.backboneLrScale if strategy == "hybrid" else 1.0,
         early_stopping_metric=early.metric if early else None, patience=early.patience if early else 2,
-        min_delta=early.minDelta if early else 0.0, checkpoint_every=spec.checkpoint.everySteps, log_every=settings.log_every,
+        min_delta=early.minDelta if early else 0.0, restore_best=early.restoreBest if early else False,
+        checkpoint_every=spec.checkpoint.everySteps, log_every=settings.log_every,
     )
 
 
