@@ -52,6 +52,13 @@ def job_document(name: str, namespace: str) -> dict:
                      "resources": {"gpus": 0, "cpusPerWorker": 1, "memoryPerWorker": "64Mi"}}}
 
 
+def applier(namespace: str):
+    """Applies job `index` as `kubectl apply` would create it; returns its uid."""
+    async def apply(kube: Kube, index: int) -> str:
+        return (await kube.create(job_document(f"j{index}", namespace)))["metadata"]["uid"]
+    return apply
+
+
 def bench_nodes() -> list[dict]:
     """One huge fake node, so every pod schedules once and then just runs (no retry churn)."""
     [node] = [n for n in fake_nodes() if n["metadata"]["name"] == "cpu-node-0"]
@@ -179,15 +186,12 @@ def run_baseline(cp: ControlPlane, jobs: int, concurrency: int, with_job: bool) 
             await kube.request("PATCH", resource_path(document["apiVersion"], "TrainingJob", namespace, job.metadata.name)
                                + "/status", {"status": status}, content_type="application/merge-patch+json")
 
-    async def apply(kube: Kube, index: int) -> str:
-        return (await kube.create(parsed(index)[0]))["metadata"]["uid"]
-
     async def children_only(kube: Kube, index: int) -> None:
         await create_children(kube, index, None)
 
     components, served = components_cpu(cp), requests_served(cp)
     began = time.monotonic()
-    starts = (create_all(cp, jobs, concurrency, apply, then=create_children) if with_job
+    starts = (create_all(cp, jobs, concurrency, applier(namespace), then=create_children) if with_job
               else create_all(cp, jobs, concurrency, children_only))
     wait_for(lambda: len(watcher.seen) >= jobs, timeout=600)
     watcher.stop()
@@ -213,9 +217,7 @@ def run_operator(cp: ControlPlane, jobs: int, concurrency: int, log: Path) -> di
 
         cpu_before, components, served = cpu_seconds(operator.process.pid), components_cpu(cp), requests_served(cp)
         began = time.monotonic()
-        async def apply(kube: Kube, index: int) -> None:
-            await kube.create(job_document(f"j{index}", namespace))
-        starts = create_all(cp, jobs, concurrency, apply)
+        starts = create_all(cp, jobs, concurrency, applier(namespace))
         applied = time.monotonic() - began
         wait_for(lambda: len(watcher.seen) >= jobs, timeout=900)
         cpu = cpu_seconds(operator.process.pid) - cpu_before
