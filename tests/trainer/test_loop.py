@@ -3,7 +3,7 @@
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from trainer_helpers import TINY_GPT, make_job, settings_for
+from trainer_helpers import TINY_GPT, Evaluations, make_job, settings_for
 from trainwright.trainer.data import TokenizedSet
 from trainwright.trainer.checkpoint import Checkpointer
 from trainwright.trainer.loop import LoopConfig, evaluate, train
@@ -41,20 +41,6 @@ def test_early_stopping_stops_when_the_metric_stalls(tmp_path):
                    {"epochs": 6, "earlyStopping": {"metric": "val_loss", "patience": 1, "minDelta": 10.0}})
     outcome = run_job(settings_for(job, tmp_path))
     assert outcome.result.stopped_early and outcome.result.epochs_done == 2 and outcome.result.step == 20
-
-
-class Evaluations:
-    """A reporter that keeps each evaluation's metrics."""
-
-    def __init__(self):
-        self.seen = []
-
-    def on_step(self, progress): pass
-    def on_checkpoint(self, step, path): pass
-    def close(self): pass
-
-    def on_eval(self, metrics):
-        self.seen.append(metrics)
 
 
 def test_early_stopping_ends_with_the_best_evaluations_weights(tmp_path):

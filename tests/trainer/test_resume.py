@@ -12,7 +12,7 @@ import time
 import torch
 from safetensors.torch import load_file
 
-from trainer_helpers import TINY_CLASSIFIER, cpu_plan, make_job, settings_for
+from trainer_helpers import TINY_CLASSIFIER, Evaluations, cpu_plan, make_job, settings_for
 from trainwright.trainer.runner import run_job
 
 JOB = make_job("scratch", {"task": "sequence-classification", "architecture": TINY_CLASSIFIER},
@@ -95,18 +95,6 @@ def test_sigterm_checkpoints_and_exits_143_then_resumes(tmp_path):
     assert_same_weights(weights(output), reference())
 
 
-class EvalEpochs:
-    def __init__(self):
-        self.epochs = []
-
-    def on_step(self, progress): pass
-    def on_checkpoint(self, step, path): pass
-    def close(self): pass
-
-    def on_eval(self, metrics):
-        self.epochs.append(int(metrics["epoch"]))
-
-
 def run_in_process(tmp_path, stop_at=None, reporter=None):
     """prepare + train with a checkpointer; `stop_at` interrupts after that step (like SIGTERM)."""
     from trainwright.trainer.checkpoint import Checkpointer
@@ -138,8 +126,8 @@ def test_resume_across_an_epoch_end_repeats_its_evaluation_exactly(tmp_path):
         directory = tmp_path / f"stop-{stop_at}"
         _, interrupted = run_in_process(directory, stop_at)
         assert interrupted.interrupted and interrupted.step == stop_at
-        evaluations = EvalEpochs()
+        evaluations = Evaluations()
         weights_after, resumed = run_in_process(directory, reporter=evaluations)
-        assert evaluations.epochs == evaluated_after_resume
+        assert [int(m["epoch"]) for m in evaluations.seen] == evaluated_after_resume
         assert resumed.metrics == reference_result.metrics and resumed.step == reference_result.step
         assert_same_weights(weights_after, reference_weights)

@@ -29,3 +29,17 @@ def settings_for(job: TrainingJob, output, workers: int = 1, pvc_root=".", repor
     return RunSettings(job=job, plan=cpu_plan(job.spec.strategy, workers), output_dir=str(output),
                        checkpoint_dir=str(output / "checkpoints"), pvc_root=str(pvc_root), reporters=list(reporters),
                        workers=workers)
+
+
+class Evaluations:
+    """A reporter that keeps each evaluation's metrics, in order."""
+
+    def __init__(self):
+        self.seen: list[dict] = []
+
+    def on_step(self, progress): pass
+    def on_checkpoint(self, step, path): pass
+    def close(self): pass
+
+    def on_eval(self, metrics):
+        self.seen.append(metrics)
