@@ -32,6 +32,14 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _save_synced(obj, path: Path) -> None:
+    """torch.save, then flushed to the disk: the rename that follows must not expose a file
+    whose bytes are still only in the page cache."""
+    torch.save(obj, path)
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 class Checkpointer:
     def __init__(self, directory: str | Path, keep: int):
         self.directory = Path(directory)
@@ -56,9 +64,7 @@ class Checkpointer:
         temporary = self.directory / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir()
-        torch.save(state, temporary / STATE_FILE)
-        with open(temporary / STATE_FILE, "rb") as handle:
-            os.fsync(handle.fileno())
+        _save_synced(state, temporary / STATE_FILE)
         if final.exists():  # the same step again after a resume: replace it
             stale = self.directory / f".old-{final.name}-{os.getpid()}"
             final.rename(stale)
@@ -72,9 +78,7 @@ class Checkpointer:
         that a resumed run can still end with them."""
         self.directory.mkdir(parents=True, exist_ok=True)
         temporary = self.directory / f".tmp-{BEST_FILE}-{os.getpid()}"
-        torch.save(weights, temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
+        _save_synced(weights, temporary)
         os.replace(temporary, self.directory / BEST_FILE)
 
     def load_best(self) -> dict | None:
