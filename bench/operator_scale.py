@@ -34,9 +34,9 @@ from pathlib import Path
 from trainwright.api import parse_job
 from trainwright.controller.children import LaunchSettings, build_children
 from trainwright.controller.constants import MANAGED_BY, MANAGED_BY_LABEL, RECONCILE_WORKERS
-from trainwright.controller.handlers import launched_status
 from trainwright.controller.informer import Informer
 from trainwright.controller.kube import Kube, load_configuration, resource_path
+from trainwright.controller.reconcile import launched_status
 from trainwright.devcluster import ControlPlane, OperatorProcess, fake_nodes, wait_for
 from trainwright.planner import default_catalog, plan_job
 from trainwright.planner.catalog import CPU

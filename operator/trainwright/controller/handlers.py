@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import kopf
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from trainwright.api import FINISHED_PHASES, ManifestError, parse_job
@@ -28,7 +27,7 @@ from trainwright.controller.kube import Kube, resource_path
 from trainwright.controller.metrics import JobStore, OperatorMetrics, snapshot_of
 from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state, waiting_reason
 from trainwright.controller.reconcile import (
-    ACCRUAL_SECONDS, Decision, LauncherState, Observed, parse_time, reconcile, rfc3339, set_condition,
+    ACCRUAL_SECONDS, Decision, Observed, launched_status, parse_time, reconcile, rfc3339, set_condition,
 )
 from trainwright.controller.world import World
 from trainwright.planner import Catalog, PlanningError, default_catalog, plan_job
@@ -47,8 +46,7 @@ log = logging.getLogger("trainwright.operator")
 class OperatorConfig:
     catalog: Catalog = field(default_factory=default_catalog)
     launch: LaunchSettings = field(default_factory=LaunchSettings)
-    configuration: client.Configuration | None = None  # credentials; the client opens at startup
-    kube: Kube | None = None
+    kube: Kube | None = None  # opened at startup, in kopf's event loop
     namespaces: list[str] = field(default_factory=list)  # empty: the whole cluster
 
 
@@ -143,7 +141,7 @@ async def preflight(job, plan: Plan, kube: Kube) -> tuple[str, str] | None:
 async def startup(settings: kopf.OperatorSettings, memo, **_):
     configure_kopf(settings)
     config: OperatorConfig = memo.config
-    config.kube = await Kube(config.configuration).open()
+    await config.kube.open()
     memo.tasks = [asyncio.create_task(informer.run()) for informer in watch_children(config)]
     memo.tasks.append(asyncio.create_task(reconcile_forever(config)))
 
@@ -199,20 +197,6 @@ async def launch(config: OperatorConfig, body: dict) -> tuple[dict, list[tuple[s
     fields = launched_status(job, plan, status, body["metadata"].get("generation"), _price(config, job, plan),
                              datetime.now(timezone.utc))
     return fields, []  # the Planned condition says it; an Event per new job would double the writes
-
-
-def launched_status(job, plan: Plan, status: dict, generation: int | None, price_per_hour: float,
-                    now: datetime) -> dict:
-    """The status fields that change when a job's children are created: plan, conditions and
-    what reconcile says of a launcher with no pods yet, so the first status is one write."""
-    conditions = set_condition(list(status.get("conditions") or []), "Planned", "True", "Planned", plan.reason, now)
-    sized_down = [n for n in plan.notes if n.startswith("sized down")]
-    if sized_down:
-        conditions = set_condition(conditions, "SizedDown", "True", "SizedDown", sized_down[0], now)
-    planned = {**status, "plan": plan.to_wire(), "conditions": conditions, "observedGeneration": generation}
-    first = reconcile(job.spec, planned, Observed(LauncherState(exists=not job.spec.suspend), 0, 0.0, now),
-                      price_per_hour)
-    return {k: v for k, v in {**planned, **first.status}.items() if status.get(k) != v}
 
 
 @kopf.on.event(*c.API)

@@ -8,7 +8,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from trainwright.controller.children import LaunchSettings
-from trainwright.controller.kube import connection_options, load_configuration
+from trainwright.controller.kube import Kube, load_configuration
 from trainwright.planner import load_catalog
 
 
@@ -20,15 +20,14 @@ def run_operator(namespaces: list[str], metrics_port: int, health_port: int, tra
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:  # one line per handler run is noise at hundreds of jobs
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    configuration = load_configuration()
     try:
-        connection_options(configuration)
-    except ValueError as error:
+        kube = Kube(load_configuration())  # opened in the operator's event loop, at startup
+    except ValueError as error:  # a kubeconfig asking for what the client cannot do
         logging.getLogger("trainwright.operator").error("%s", error)
         return 2
     config = handlers.OperatorConfig(catalog=load_catalog(catalog_path),
                                      launch=LaunchSettings(trainer_image=trainer_image),
-                                     configuration=configuration, namespaces=list(namespaces))
+                                     kube=kube, namespaces=list(namespaces))
     start_http_server(metrics_port, registry=handlers.METRICS.registry)
     quiet_garbage_collector()
     asyncio.run(kopf.operator(

@@ -10,6 +10,7 @@ from datetime import datetime
 from trainwright.api import FINISHED_PHASES
 from trainwright.api.durations import format_duration
 from trainwright.api.spec import TrainingJobSpec
+from trainwright.api.status import Plan
 
 
 @dataclass(frozen=True)
@@ -165,3 +166,17 @@ def _recheck_after(spec: TrainingJobSpec, status: dict, running: bool, now: date
         if limit is not None and start is not None:  # the clock runs from the first start, pods or not
             waits.append(limit - (now - start).total_seconds())
     return max(0.0, min(waits)) if waits else None
+
+
+def launched_status(job, plan: Plan, status: dict, generation: int | None, price_per_hour: float,
+                    now: datetime) -> dict:
+    """The status fields that change when a job's children are created: plan, conditions and
+    what reconcile says of a launcher with no pods yet, so the first status is one write."""
+    conditions = set_condition(list(status.get("conditions") or []), "Planned", "True", "Planned", plan.reason, now)
+    sized_down = [n for n in plan.notes if n.startswith("sized down")]
+    if sized_down:
+        conditions = set_condition(conditions, "SizedDown", "True", "SizedDown", sized_down[0], now)
+    planned = {**status, "plan": plan.to_wire(), "conditions": conditions, "observedGeneration": generation}
+    first = reconcile(job.spec, planned, Observed(LauncherState(exists=not job.spec.suspend), 0, 0.0, now),
+                      price_per_hour)
+    return {k: v for k, v in {**planned, **first.status}.items() if status.get(k) != v}
