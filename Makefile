@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS := operator,trainer,dev
 
-.PHONY: setup demo test unit cluster-binaries prometheus dev-cluster crds lint-crds bench
+.PHONY: setup demo test unit cluster-binaries node-binaries node-packages images prometheus dev-cluster real-cluster crds lint-crds bench
 
 setup: $(VENV)/.installed
 
@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/trainwright compare runs/demo
 
-# All tiers: unit, trainer (real torch and Ray), cluster (real control plane), chart (real helm, Prometheus).
-test: setup cluster-binaries prometheus
+# All tiers: unit, trainer (real torch and Ray), cluster (real control plane), chart (real helm,
+# Prometheus), e2e (one real node running the images built from this tree).
+test: setup cluster-binaries node-binaries node-packages prometheus images
 	CI=$${CI:-} $(PY) -m pytest -ra
 
 unit: setup
@@ -27,11 +28,26 @@ unit: setup
 cluster-binaries:
 	hack/build-control-plane.sh
 
+# kubelet, kube-proxy, containerd, CoreDNS, pause: after the control plane (shared Go build cache).
+node-binaries: cluster-binaries
+	hack/build-node.sh
+
+node-packages:
+	hack/install-node-packages.sh
+
+# The images of the real node (Python base, pause, ray-operator, operator, trainer), built with buildah.
+images: setup node-binaries node-packages
+	PYTHONPATH=hack $(PY) -m devcluster images
+
 prometheus:
 	hack/install-prometheus.sh
 
+# A cluster for a person: kubectl from the host works against it until Ctrl-C.
 dev-cluster: setup cluster-binaries
-	$(PY) -m trainwright.devcluster up
+	PYTHONPATH=hack $(PY) -m devcluster up
+
+real-cluster: images
+	PYTHONPATH=hack $(PY) -m devcluster up --real-node
 
 crds: setup
 	$(VENV)/bin/trainwright crds

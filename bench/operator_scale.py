@@ -37,11 +37,12 @@ from trainwright.controller.constants import MANAGED_BY, MANAGED_BY_LABEL, RECON
 from trainwright.controller.informer import Informer
 from trainwright.controller.kube import Kube, load_configuration, resource_path
 from trainwright.controller.reconcile import launched_status
-from trainwright.devcluster import ControlPlane, OperatorProcess, fake_nodes, wait_for
 from trainwright.planner import default_catalog, plan_job
 from trainwright.planner.catalog import CPU
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "hack"))
+from devcluster import ControlPlane, OperatorProcess, fake_nodes, wait_for  # noqa: E402 - after the path
 
 
 def job_document(name: str, namespace: str) -> dict:

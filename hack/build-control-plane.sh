@@ -65,7 +65,7 @@ build_k8s() {
   local json gomod
   json="$("$GO" mod download -json "k8s.io/kubernetes@$KUBE_VERSION")"
   gomod="$(echo "$json" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
-  "$PYTHON" "$HERE/controlplane/gen-k8s-wrapper.py" "$KUBE_VERSION" "$gomod" "$dir"
+  "$PYTHON" "$HERE/gen-k8s-wrapper.py" "$KUBE_VERSION" "$gomod" "$dir"
   (cd "$dir" && "$GO" mod tidy)
   local pkg=k8s.io/component-base/version cpkg=k8s.io/client-go/pkg/version
   local ld="-s -w"
@@ -121,7 +121,7 @@ build_kwok() {
   mod="$(moddir "sigs.k8s.io/kwok@$KWOK_VERSION")"
   mkdir -p "$BIN/kwok-crds"
   cp "$mod"/kustomize/crd/bases/*.yaml "$BIN/kwok-crds/"
-  # Stages the fixture (operator/trainwright/devcluster.py) starts from.
+  # Stages the fixture (hack/devcluster/controlplane.py) starts from.
   mkdir -p "$BIN/kwok-stages/node" "$BIN/kwok-stages/pod"
   cp "$mod"/kustomize/stage/node/fast/node-initialize.yaml \
      "$mod"/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml "$BIN/kwok-stages/node/"

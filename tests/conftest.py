@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from trainwright import devcluster
-from trainwright.devcluster import BinariesMissing, ControlPlane
+import devcluster
+from devcluster import BinariesMissing, ControlPlane
 
 _RUNNING: list[ControlPlane] = []
 PLANE_FIXTURES = {"control_plane", "cluster"}

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainwright import devcluster
-from trainwright.devcluster import wait_for
+import devcluster
+from devcluster import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "trainwright"
@@ -119,9 +119,12 @@ def rule_groups(rendered: list[dict]) -> dict:
 class Prometheus:
     """A Prometheus server (Debian's package) as a subprocess on a free loopback port."""
 
-    def __init__(self, binary: Path, work_dir: Path, targets: list[str], rules: dict | None = None):
+    def __init__(self, binary: Path, work_dir: Path, targets: list[str], rules: dict | None = None,
+                 port: int | None = None, prefix: tuple[str, ...] = ()):
+        """``prefix`` runs it through another command (e.g. nsenter into a node's network
+        namespace, where ``port`` is then forwarded to the host)."""
         self.work_dir = work_dir
-        self.port = devcluster.free_port()
+        self.port = port or devcluster.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
@@ -134,7 +137,7 @@ class Prometheus:
         self.log = work_dir / "prometheus.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [str(binary), f"--config.file={work_dir / 'prometheus.yml'}",
+                [*prefix, str(binary), f"--config.file={work_dir / 'prometheus.yml'}",
                  f"--storage.tsdb.path={work_dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
                  "--log.level=warn"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from chartkit import CHART, ROOT, Prometheus, entrypoint, installed_command, require, rule_groups
-from trainwright.devcluster import OperatorProcess, wait_for
+from devcluster import OperatorProcess, wait_for
 
 pytestmark = pytest.mark.cluster
 

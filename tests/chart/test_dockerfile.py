@@ -1,7 +1,7 @@
 """The Dockerfile: lint-clean, slim non-root final stages, and entrypoints that the package runs.
 
-No Docker engine here, so the images are not built; what each final image would run is run
-from the installed package instead.
+These tests read the Dockerfile and run each entrypoint from the installed package; the e2e
+tier (tests/e2e) builds both images with buildah and runs them on a real node.
 """
 
 from __future__ import annotations
@@ -48,9 +48,17 @@ def test_runtime_user_is_uid_1000():
 
 
 def test_trainer_has_a_cpu_variant_and_takes_the_torch_pin_from_pyproject():
-    venv = dict(STAGES["trainer-venv"])
-    text = " ".join(args for ins, args in STAGES["trainer-venv"])
-    assert "TORCH_VARIANT=cuda" in text and "cpu)" in text and "pyproject.toml" in venv["RUN"]
+    text = " ".join(args for ins, args in STAGES["trainer-deps"])
+    assert "TORCH_VARIANT=cuda" in text and "cpu)" in text and "requirements-trainer.txt" in text
+    assert "pyproject.toml" in dict(STAGES["deps"])["RUN"]
+
+
+@pytest.mark.parametrize("target", FINAL_TARGETS)
+def test_dependencies_are_a_layer_that_source_changes_keep(target):
+    # The sources are copied only after the dependencies are installed (the trainer's are GBs).
+    deps = " ".join(f"{ins} {args}" for ins, args in STAGES[f"{target}-deps"] + STAGES["deps"])
+    assert "operator/" not in deps and "trainer/" not in deps, deps
+    assert dict(STAGES[f"{target}-venv"])["RUN"].count("--no-deps") == 1
 
 
 def test_dockerignore_lets_the_builder_see_its_sources():

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from trainwright import devcluster
+import devcluster
 
 
 def pytest_collection_modifyitems(items):

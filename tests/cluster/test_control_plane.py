@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trainwright import devcluster
-from trainwright.devcluster import ANN_FAIL, wait_for
+from devcluster import controlplane as devcluster
+from devcluster import ANN_FAIL, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -185,7 +185,7 @@ def test_pod_lifecycle_annotations(control_plane, namespace):
 
 
 def test_versions_match_build_script():
-    """devcluster.py's pinned versions (the cache key) agree with hack/build-control-plane.sh."""
+    """devcluster/controlplane.py's pinned versions (the cache key) agree with hack/build-control-plane.sh."""
     script = (Path(__file__).parents[2] / "hack" / "build-control-plane.sh").read_text()
     for var in ("KUBE_VERSION", "ETCD_VERSION", "KWOK_VERSION", "HELM_VERSION", "KUBERAY_VERSION"):
         assert f"{var}={getattr(devcluster, var)}\n" in script, var

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainwright.devcluster import OperatorProcess, wait_for
+from devcluster import OperatorProcess, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "trainingjobs.trainwright.dev.yaml"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from trainwright.devcluster import wait_for
+from devcluster import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "examples").glob("*.yaml"))}
@@ -282,7 +282,7 @@ def test_operator_killed_in_a_burst_of_creates_leaves_exactly_one_set_of_childre
 def test_trainer_runs_the_operators_pod_spec_and_reports_progress_into_the_status(cluster, operator, namespace, tmp_path):
     """The trainer container's contract end to end: the operator's pod spec (command, env, job
     file from the ConfigMap) run as a local process with the pod's ServiceAccount token."""
-    from trainwright.devcluster import free_port
+    from devcluster import free_port
     from trainwright.trainer.demo import DEMO_ARCHITECTURE, demo_job
 
     document = demo_job("e2e", "scratch", "topics", {"architecture": DEMO_ARCHITECTURE}, {"epochs": 2, "learningRate": 1e-3})

@@ -11,8 +11,9 @@ Everything listens on 127.0.0.1 on free ports and lives in a temporary work dire
         cp.kubectl("get", "nodes")
         subprocess.run([...], env=cp.env)      # KUBECONFIG points at the admin kubeconfig
 
-From a shell: ``python -m trainwright.devcluster up`` (``make dev-cluster``) prints the
-kubeconfig path and keeps the cluster up until Ctrl-C.
+From a shell: ``python -m devcluster up`` (``make dev-cluster``) prints the
+kubeconfig path and keeps the cluster up until Ctrl-C; ``--real-node`` (``make real-cluster``)
+adds one real node instead of the fake ones (``devcluster.node``).
 
 Fake nodes (kwok, annotation ``kwok.x-k8s.io/node: fake``, no taints):
 
@@ -43,7 +44,6 @@ These annotation names are constants of this module (``ANN_FAIL``, ``ANN_COMPLET
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import copy
@@ -61,7 +61,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from devcluster.node import NodeNetwork
 
 ANN_FAIL = "trainwright.dev/kwok-fail"
 ANN_COMPLETE = "trainwright.dev/kwok-complete"
@@ -412,6 +415,7 @@ class ControlPlane:
         keep_work_dir: bool | None = None,
         nodes: list[dict[str, Any]] | None = None,
         ready_timeout: float = 60.0,
+        netns: NodeNetwork | None = None,
     ):
         self._bin_dir = find_binaries(Path(bin_dir) if bin_dir else None)
         self._own_work_dir = work_dir is None
@@ -424,6 +428,7 @@ class ControlPlane:
         self.run_seconds = run_seconds
         self.nodes = nodes if nodes is not None else fake_nodes()
         self.ready_timeout = ready_timeout
+        self.netns = netns
         self.log_dir = self.work_dir / "logs"
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._log_files: dict[str, Any] = {}
@@ -479,14 +484,16 @@ class ControlPlane:
     def _start(self) -> None:
         w = self.work_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        pki = _PKI(w / "pki")
+        pki = self.pki = _PKI(w / "pki")
         pki.make_ca()
         api_port = free_port()
+        self.api_port = api_port
         self.server = f"https://127.0.0.1:{api_port}"
+        node_sans = [f"IP:{self.netns.node_ip}"] if self.netns else []
         serving_crt, serving_key = pki.issue(
             "apiserver", "/CN=kube-apiserver",
             server_sans=[
-                "IP:127.0.0.1", "IP:10.96.0.1", "DNS:localhost", "DNS:kubernetes",
+                "IP:127.0.0.1", "IP:10.96.0.1", *node_sans, "DNS:localhost", "DNS:kubernetes",
                 "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
                 "DNS:kubernetes.default.svc.cluster.local",
             ],
@@ -514,9 +521,19 @@ class ControlPlane:
             f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
             "--unsafe-no-fsync", "--log-level=warn",
         ])
+        # With a real node the control plane runs in the node's network namespace, where pods
+        # reach the API server at the node's address (the `kubernetes` Service's endpoint) and
+        # the API server reaches the kubelet; the host reaches it through a forwarder.
+        advertise = self.netns.node_ip if self.netns else "127.0.0.1"
+        kubelet_flags: list[str] = []
+        if self.netns:
+            kubelet_crt, kubelet_key = pki.issue("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
+            kubelet_flags = [f"--kubelet-client-certificate={kubelet_crt}", f"--kubelet-client-key={kubelet_key}",
+                             "--kubelet-preferred-address-types=InternalIP"]
         self.spawn("kube-apiserver", [
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
+            f"--bind-address={'0.0.0.0' if self.netns else '127.0.0.1'}", f"--advertise-address={advertise}",
+            f"--secure-port={api_port}", *kubelet_flags,
             f"--tls-cert-file={serving_crt}", f"--tls-private-key-file={serving_key}",
             f"--client-ca-file={ca}",
             f"--requestheader-client-ca-file={ca}", "--requestheader-allowed-names=front-proxy-client",
@@ -575,6 +592,34 @@ class ControlPlane:
             "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
             "--leader-elect=false", "--kube-api-qps=500", "--kube-api-burst=1000", "--v=1",
         ])
+        if self.netns:
+            self.forward_port("apiserver", api_port)
+        if self.nodes:
+            self._spawn_kwok(kwok_kc, kwok_cfg)
+        # The other components were started with the API server (they retry until it
+        # answers), which overlaps their start-up with its own.
+        wait_for(self._readyz, timeout=self.ready_timeout, interval=0.1,
+                 message=lambda: f"kube-apiserver /readyz at {self.server}")
+        self._check_alive()
+        self._register_fake_nodes()
+
+        def default_sa() -> bool:
+            self._check_alive()
+            self.api("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+            return True
+
+        wait_for(default_sa, timeout=self.ready_timeout, message="the default ServiceAccount (controller-manager)")
+
+    def forward_port(self, name: str, port: int) -> None:
+        """127.0.0.1:port on the host -> a Unix socket -> 127.0.0.1:port in the node's namespace
+        (which nothing on the host can reach otherwise)."""
+        sock = self.work_dir / f"{name}.sock"
+        self.spawn(f"forward-{name}-in-netns", [f"UNIX-LISTEN:{sock},fork,unlink-early", f"TCP:127.0.0.1:{port}"], binary="socat")
+        wait_for(sock.exists, timeout=10, message=f"the forwarder's socket {sock}")
+        self.spawn(f"forward-{name}-on-host", [f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", f"UNIX-CONNECT:{sock}"],
+                   binary="socat", in_netns=False)
+
+    def _spawn_kwok(self, kwok_kc: Path, kwok_cfg: Path) -> None:
         self.spawn("kwok", [
             f"--kubeconfig={kwok_kc}", f"--config={kwok_cfg}",
             "--manage-all-nodes=false",
@@ -583,12 +628,8 @@ class ControlPlane:
             "--node-lease-duration-seconds=40",
             "--v=INFO",
         ])
-        # The other components were started with the API server (they retry until it
-        # answers), which overlaps their start-up with its own.
-        wait_for(self._readyz, timeout=self.ready_timeout, interval=0.1,
-                 message=lambda: f"kube-apiserver /readyz at {self.server}")
-        self._check_alive()
 
+    def _register_fake_nodes(self) -> None:
         for node in self.nodes:
             self.api("POST", "/api/v1/nodes", node, ok=(201, 409))
 
@@ -605,21 +646,21 @@ class ControlPlane:
 
         wait_for(nodes_ready, timeout=self.ready_timeout, message="kwok nodes Ready and untainted")
 
-        def default_sa() -> bool:
-            self._check_alive()
-            self.api("GET", "/api/v1/namespaces/default/serviceaccounts/default")
-            return True
-
-        wait_for(default_sa, timeout=self.ready_timeout, message="the default ServiceAccount (controller-manager)")
-
-    def spawn(self, name: str, args: list[str], binary: str | None = None, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start ``bin_dir/binary`` (default: ``name``) with its output in ``logs/<name>.log``."""
-        exe = self._bin_dir / (binary or name)
+    def spawn(self, name: str, args: list[str], binary: str | Path | None = None, env: Mapping[str, str] | None = None,
+              in_netns: bool = True) -> subprocess.Popen[bytes]:
+        """Start ``binary`` (a path, a name in the bin dir or on PATH; default: ``name``) with its
+        output in ``logs/<name>.log``; inside the node's network namespace if there is one."""
+        exe = Path(binary) if isinstance(binary, Path) else self._bin_dir / (binary or name)
+        if not exe.exists() and shutil.which(binary or name):
+            exe = Path(shutil.which(binary or name))
+        argv = [str(exe), *args]
+        if self.netns and in_netns:
+            argv = [*self.netns.command, *argv]
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-        log.write(f"$ {exe} {' '.join(args)}\n".encode())
+        log.write(f"$ {' '.join(argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            [str(exe), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=self.work_dir, env=dict(env) if env is not None else None, start_new_session=True,
             preexec_fn=_die_with_parent,
         )
@@ -828,54 +869,3 @@ class OperatorProcess:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainwright.devcluster", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    up = sub.add_parser("up", help="start a control plane and keep it up until Ctrl-C")
-    up.add_argument("--work-dir", help="directory for certs, data and logs (default: a new temp dir)")
-    up.add_argument("--run-seconds", type=float, default=2.0, help="how long a Job's pod runs on a fake node")
-    up.add_argument("--kuberay-crds", action="store_true", help="also install KubeRay's CRDs")
-    sub.add_parser("bin-dir", help="print the binaries directory")
-    args = parser.parse_args(argv)
-
-    if args.cmd == "bin-dir":
-        print(default_bin_dir())
-        return 0
-    try:
-        cp = ControlPlane(work_dir=args.work_dir, run_seconds=args.run_seconds, keep_work_dir=bool(args.work_dir))
-    except BinariesMissing as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    stop = False
-
-    def _on_signal(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    with cp:
-        if args.kuberay_crds:
-            cp.install_kuberay_crds()
-        print(f"control plane up in {cp.startup_seconds:.1f}s: {cp.server}")
-        print(f"logs: {cp.log_dir}")
-        print(f"export KUBECONFIG={cp.kubeconfig}")
-        print(f"export PATH={cp.bin_dir}:$PATH")
-        print("Ctrl-C to stop.", flush=True)
-        try:
-            while not stop:
-                time.sleep(0.5)
-                cp._check_alive()
-        except ControlPlaneError as exc:
-            print(f"error: {exc}\n{cp.dump_logs()}", file=sys.stderr)
-            return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

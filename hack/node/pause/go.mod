@@ -1,0 +1,3 @@
+module trainwright.dev/hack/node/pause
+
+go 1.26

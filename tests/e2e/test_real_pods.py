@@ -1,0 +1,269 @@
+"""Every TrainingJob path on real pods: the images built from this tree, `helm install`,
+`kubectl apply`, trainers in containers that report progress, checkpoints on real volumes.
+
+The tests share one real node and one namespace, and run in file order (each job is small
+enough for the 2-core machine, one at a time).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+
+import pytest
+
+from chartkit import CHART, Prometheus
+from devcluster import free_port, wait_for
+from e2ekit import (JOBS_NS, RELEASE, SYSTEM_NS, apply, get_tj_row, kget, metrics_records, pods_of, status_of,
+                    trainer_logs, training_job, wait_phase)
+
+FINE_TUNE_MODEL = {"source": "pvc://models/base", "task": "sequence-classification", "adapter": {"type": "lora", "rank": 4}}
+HYBRID_MODEL = {"source": "pvc://models/base", "task": "sequence-classification",
+                "head": [{"type": "linear", "size": 16}, {"type": "gelu"}]}
+SCRATCH_MODEL = {"task": "causal-lm", "architecture": {"family": "gpt", "layers": 1, "hidden": 32, "heads": 2,
+                                                       "vocabSize": 128, "contextLength": 64}}
+
+
+def _time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def pod_seconds(pod: dict) -> float:
+    """How long the pod's trainer container ran, from the kubelet's own record."""
+    state = pod["status"]["containerStatuses"][0]["state"]
+    if "terminated" in state:
+        return _time(state["terminated"]["finishedAt"]) - _time(state["terminated"]["startedAt"])
+    if "running" in state:
+        return time.time() - _time(state["running"]["startedAt"])
+    return 0.0
+
+
+def run_and_watch(cluster, job: dict, timeout: float = 420) -> tuple[dict, list[str]]:
+    """Apply the job and poll `kubectl get tj` until it finishes; the Progress column's values seen."""
+    name = job["metadata"]["name"]
+    apply(cluster, job)
+    seen: list[str] = []
+
+    def finished() -> dict | None:
+        row = get_tj_row(cluster, name)
+        if row.get("PROGRESS") and (not seen or seen[-1] != row["PROGRESS"]):
+            seen.append(row["PROGRESS"])
+        status = status_of(cluster, name)
+        if status.get("phase") in ("Failed", "BudgetExceeded"):
+            raise AssertionError(f"{name} is {status['phase']}: {status}\n{trainer_logs(cluster, name)}")
+        return status if status.get("phase") == "Succeeded" else None
+
+    status = wait_for(finished, timeout=timeout, interval=1,
+                      message=lambda: f"{name} Succeeded; status {status_of(cluster, name)}\n{trainer_logs(cluster, name)}")
+    return status, seen
+
+
+# --------------------------------------------------------------------------- the operator
+
+
+def test_operator_deployment_is_ready_by_its_probes_under_restricted_pod_security(real_cluster, release):
+    cluster = real_cluster
+    namespace = kget(cluster, "namespace", SYSTEM_NS)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    pods = kget(cluster, "pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/name=trainwright")["items"]
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    pod = pods[0]
+    assert pod["spec"]["serviceAccountName"] == release["spec"]["template"]["spec"]["serviceAccountName"]
+    assert pod["spec"]["nodeName"] == "trainwright-node"
+    status = pod["status"]["containerStatuses"][0]
+    assert status["ready"] and status["restartCount"] == 0, status
+    assert status["imageID"] and "localhost/trainwright/operator" in status["image"], status
+    ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    # Its own process answers as its ServiceAccount: the log has no permission errors.
+    logs = cluster.kubectl("logs", "-n", SYSTEM_NS, pod["metadata"]["name"])
+    assert "Forbidden" not in logs and " 403" not in logs, logs[-3000:]
+
+
+# --------------------------------------------------------------------------- one pod
+
+
+@pytest.mark.parametrize(("strategy", "model"), [("fine-tune", FINE_TUNE_MODEL), ("hybrid", HYBRID_MODEL)])
+def test_trainer_pod_trains_reports_progress_and_leaves_model_and_metrics_on_the_claim(
+        real_cluster, jobs_namespace, strategy, model):
+    cluster = real_cluster
+    name = f"e2e-{strategy}"
+    job = training_job(name, strategy, model, "pvc://data/living.jsonl", training={"epochs": 4, "freezeEpochs": 1}
+                       if strategy == "hybrid" else {"epochs": 4})
+    status, progress_seen = run_and_watch(cluster, job)
+
+    assert status["plan"]["strategy"] == strategy and status["plan"]["launcher"] == "job"
+    assert len(progress_seen) >= 2, f"`kubectl get tj` showed progress {progress_seen} only"
+    assert status["progress"]["ratio"] == 1 and status["progress"]["step"] == status["progress"]["totalSteps"]
+    pods = pods_of(cluster, name)
+    assert len(pods) == 1 and pods[0]["status"]["phase"] == "Succeeded"
+    assert "localhost/trainwright/trainer" in pods[0]["status"]["containerStatuses"][0]["image"]
+    # What it made is on the claim, where the next pod (or a person) finds it.
+    output = jobs_namespace["ckpt"] / name / "output"
+    assert (output / "model").is_dir() and any((output / "model").iterdir())
+    records = metrics_records(jobs_namespace["ckpt"], name)
+    evals = [r for r in records if r.get("event") == "eval" or "val_loss" in r]
+    assert records and evals, records[-3:]
+    # Cost comes from the real pod's own times at the catalog's CPU price.
+    ran = pod_seconds(pods[0])
+    assert ran > 1
+    assert status["cost"]["gpuSeconds"] == pytest.approx(ran, rel=0.25, abs=3), (status["cost"], ran)
+    assert status["cost"]["usd"] > 0
+
+
+# --------------------------------------------------------------------------- across pods
+
+
+def test_scratch_job_trains_across_a_ray_cluster_of_real_pods(real_cluster, jobs_namespace, kuberay):
+    cluster = real_cluster
+    name = "e2e-scratch-ray"
+    job = training_job(name, "scratch", SCRATCH_MODEL, "pvc://data/patterns.jsonl",
+                       resources={"workers": 2, "workersPerPod": 1, "cpusPerWorker": 0.5, "memoryPerWorker": "3Gi"},
+                       training={"epochs": 2})
+    apply(cluster, job)
+
+    def ray_pods() -> list[dict] | None:
+        pods = [p for p in kget(cluster, "pods", "-n", JOBS_NS, "-l", "ray.io/is-ray-node=yes")["items"]
+                if p["metadata"]["labels"].get("trainwright.dev/job") == name]
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        return running if len(running) == 3 else None
+
+    pods = wait_for(ray_pods, timeout=300, interval=1,
+                    message=lambda: f"a head and 2 workers Running; status {status_of(cluster, name)}\n{trainer_logs(cluster, name)}")
+    kinds = sorted(p["metadata"]["labels"]["ray.io/node-type"] for p in pods)
+    assert kinds == ["head", "worker", "worker"], kinds
+    assert len({p["status"]["podIP"] for p in pods}) == 3
+    status = wait_phase(cluster, name, "Succeeded", timeout=420)
+    assert status["plan"]["launcher"] == "rayjob" and status["plan"]["workers"] == 2 and status["plan"]["pods"] == 2
+    ray_cluster = kget(cluster, "rayclusters", "-n", JOBS_NS)["items"]
+    assert ray_cluster or status["phase"] == "Succeeded"
+    records = metrics_records(jobs_namespace["ckpt"], name)
+    steps = [r for r in records if "samples_per_second" in r or "samplesPerSecond" in r]
+    assert steps, records[-3:]
+    print(f"scratch, 2 Ray workers in 2 pods: {status['progress'].get('samplesPerSecond')} samples/s")
+
+
+def test_a_job_asking_for_gpus_never_trains_on_cpu(real_cluster, jobs_namespace):
+    cluster = real_cluster
+    name = "e2e-wants-gpu"
+    job = training_job(name, "fine-tune", FINE_TUNE_MODEL, "pvc://data/living.jsonl",
+                       resources={"gpus": 1, "gpuType": "nvidia-l4", "cpusPerWorker": 1, "memoryPerWorker": "1Gi"})
+    apply(cluster, job)
+    # No GPU on this node: the pod cannot even be scheduled, and nothing trains.
+    wait_for(lambda: any(c.get("reason") == "Unschedulable" for p in pods_of(cluster, name)
+                         for c in p["status"].get("conditions", [])),
+             timeout=60, message=lambda: f"the GPU pod Unschedulable: {[p['status'] for p in pods_of(cluster, name)]}")
+    assert not (jobs_namespace["ckpt"] / name / "output" / "metrics.jsonl").exists()
+    cluster.kubectl("delete", "trainingjob", name, "-n", JOBS_NS, "--wait=true", timeout=60)
+
+
+# --------------------------------------------------------------------------- pod loss, suspend, budget, delete
+
+
+def test_a_deleted_trainer_pod_is_replaced_and_resumes_from_the_newest_checkpoint(real_cluster, jobs_namespace):
+    cluster = real_cluster
+    name = "e2e-resume"
+    job = training_job(name, "fine-tune", FINE_TUNE_MODEL, "pvc://data/living.jsonl", training={"epochs": 8})
+    job["spec"]["checkpoint"]["everySteps"] = 25
+    apply(cluster, job)
+    checkpoint = wait_for(lambda: (status_of(cluster, name).get("checkpoint") or {}).get("step"), timeout=300, interval=0.5,
+                          message=lambda: f"a first checkpoint of {name}\n{trainer_logs(cluster, name)}")
+    first = pods_of(cluster, name)[0]
+    cluster.kubectl("delete", "pod", "-n", JOBS_NS, first["metadata"]["name"], "--wait=true", timeout=120)
+    first_seconds = pod_seconds(first)
+
+    status = wait_phase(cluster, name, "Succeeded", timeout=420)
+    assert status["restarts"] >= 1, status
+    records = [r for r in metrics_records(jobs_namespace["ckpt"], name) if "step" in r and r.get("event", "step") == "step"]
+    resumed_at = next(i for i in range(1, len(records)) if records[i]["step"] <= records[i - 1]["step"])
+    newest = max(r["step"] for r in records[:resumed_at])
+    resumed_first = records[resumed_at]["step"]
+    assert checkpoint <= resumed_first - 1 <= newest, (checkpoint, resumed_first, newest)
+    # The second pod redid nothing before the newest checkpoint it found.
+    saved = status["checkpoint"]["step"]
+    assert resumed_first > checkpoint, (resumed_first, checkpoint)
+    assert saved == status["progress"]["totalSteps"] or saved >= resumed_first
+    pods = pods_of(cluster, name)
+    second_seconds = sum(pod_seconds(p) for p in pods)
+    assert status["cost"]["gpuSeconds"] >= second_seconds + 0.5 * first_seconds, (status["cost"], first_seconds, second_seconds)
+
+
+def test_suspend_removes_the_pods_and_resume_continues_from_the_checkpoint(real_cluster, jobs_namespace):
+    cluster = real_cluster
+    name = "e2e-suspend"
+    job = training_job(name, "fine-tune", FINE_TUNE_MODEL, "pvc://data/living.jsonl", training={"epochs": 8})
+    job["spec"]["checkpoint"]["everySteps"] = 25
+    apply(cluster, job)
+    step = wait_for(lambda: (status_of(cluster, name).get("checkpoint") or {}).get("step"), timeout=300, interval=0.5,
+                    message=lambda: f"a first checkpoint of {name}\n{trainer_logs(cluster, name)}")
+    cluster.kubectl("patch", "trainingjob", name, "-n", JOBS_NS, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    wait_phase(cluster, name, "Suspended", timeout=60)
+    wait_for(lambda: not pods_of(cluster, name), timeout=90, message=f"the pods of {name} gone while suspended")
+    cluster.kubectl("patch", "trainingjob", name, "-n", JOBS_NS, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    status = wait_phase(cluster, name, "Succeeded", timeout=420)
+    steps = [r["step"] for r in metrics_records(jobs_namespace["ckpt"], name) if "step" in r and r.get("event", "step") == "step"]
+    restart = next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1])
+    assert steps[restart] > step, (steps[restart], step)
+    assert status["progress"]["ratio"] == 1
+
+
+def test_a_budget_that_runs_out_stops_the_real_pods(real_cluster, jobs_namespace):
+    cluster = real_cluster
+    name = "e2e-budget"
+    job = training_job(name, "fine-tune", FINE_TUNE_MODEL, "pvc://data/living.jsonl", training={"epochs": 50},
+                       budget={"maxCostUSD": 0.0000001})
+    apply(cluster, job)
+    wait_for(lambda: any(p["status"].get("phase") == "Running" for p in pods_of(cluster, name)), timeout=120,
+             message=f"a Running pod of {name}")
+    status = wait_phase(cluster, name, "BudgetExceeded", timeout=120)
+    assert any(c["reason"] == "CostLimitReached" for c in status["conditions"]), status["conditions"]
+    wait_for(lambda: not pods_of(cluster, name), timeout=90, message=f"the pods of {name} stopped")
+
+
+def test_deleting_a_trainingjob_removes_every_child_and_pod(real_cluster, jobs_namespace):
+    cluster = real_cluster
+    name = "e2e-delete"
+    apply(cluster, training_job(name, "fine-tune", FINE_TUNE_MODEL, "pvc://data/living.jsonl", training={"epochs": 50}))
+    wait_for(lambda: any(p["status"].get("phase") == "Running" for p in pods_of(cluster, name)), timeout=120,
+             message=f"a Running pod of {name}")
+    cluster.kubectl("delete", "trainingjob", name, "-n", JOBS_NS, "--wait=true", timeout=60)
+    selector = f"trainwright.dev/job={name}"
+
+    def children() -> list[str]:
+        out = cluster.kubectl("get", "jobs,pods,configmaps,serviceaccounts,roles,rolebindings", "-n", JOBS_NS,
+                              "-l", selector, "-o", "name")
+        return out.split()
+
+    wait_for(lambda: not children(), timeout=120, message=lambda: f"children of {name} gone: {children()}")
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+
+def test_prometheus_scrapes_the_operator_through_the_charts_service(real_cluster, release, jobs_namespace, prometheus_binary,
+                                                                  tmp_path):
+    cluster = real_cluster
+    service = kget(cluster, "service", f"{RELEASE}-metrics", "-n", SYSTEM_NS)
+    target = f"{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+    # Prometheus runs where the Service's address means something (the node's namespace); its
+    # port is forwarded to the host for the queries.
+    port = free_port()
+    cluster.forward_port("prometheus", port)
+    started = time.time() - 1
+    prom = Prometheus(prometheus_binary, tmp_path, targets=[target], port=port, prefix=cluster.netns.command)
+    try:
+        name = "e2e-watched"
+        run_and_watch(cluster, training_job(name, "fine-tune", FINE_TUNE_MODEL, "pvc://data/living.jsonl"))
+        wait_for(lambda: prom.query(f'trainwright_job_phase{{name="{name}",phase="Succeeded"}} == 1'), timeout=60,
+                 message=lambda: f"Prometheus seeing {name} Succeeded\n{prom.logs()}")
+        dashboard = json.loads((CHART / "dashboards" / "trainwright.json").read_text())
+        empty = []
+        for panel in dashboard["panels"]:
+            for target_ in panel.get("targets", []):
+                expr = target_["expr"].replace("$__rate_interval", "1m").replace("$namespace", ".*")
+                if not prom.query_range(expr, started, time.time(), step=1):
+                    empty.append(f"{panel['title']}: {expr}")
+        assert not empty, "dashboard queries with no data:\n" + "\n".join(empty)
+    finally:
+        prom.stop()
