@@ -207,7 +207,7 @@ def import_into_containerd(ctr: list[str], images: Iterable[Image], log: Callabl
         with tempfile.TemporaryFile() as err:
             push = subprocess.Popen(["buildah", "push", "--quiet", image.ref, f"docker-archive:/dev/stdout:{image.ref}"],
                                     stdout=subprocess.PIPE, stderr=err)
-            imp = subprocess.run([*ctr, "images", "import", "--discard-unpacked-layers", "-"],
+            imp = subprocess.run([*ctr, "images", "import", "--local", "--discard-unpacked-layers", "-"],
                                  stdin=push.stdout, capture_output=True, text=True)
             push.stdout.close()
             push_rc = push.wait()
