@@ -25,7 +25,7 @@ RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["p
 FROM deps AS operator-deps
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install -r requirements-operator.txt \
-    && /opt/venv/bin/python -m compileall -q /opt/venv/lib
+    && /opt/venv/bin/python -m compileall -q -x '/tests?/|/testing/' /opt/venv/lib
 
 FROM deps AS trainer-deps
 # cuda: PyPI's Linux torch wheels bundle the CUDA runtime (the host needs only the driver).
@@ -40,7 +40,7 @@ RUN python -m venv /opt/venv \
          *) echo "TORCH_VARIANT must be cuda or cpu, not ${TORCH_VARIANT}" >&2; exit 1 ;; \
        esac \
     && /opt/venv/bin/pip install -r requirements-trainer.txt \
-    && /opt/venv/bin/python -m compileall -q /opt/venv/lib
+    && /opt/venv/bin/python -m compileall -q -x '/tests?/|/testing/' /opt/venv/lib
 
 # ---------------------------------------------------------------------------- builder
 FROM deps AS builder

@@ -246,7 +246,6 @@ state = "{self.node_dir / 'containerd-state'}"
 [plugins."io.containerd.cri.v1.runtime"]
   # Root here lacks CAP_SYS_RESOURCE: runc cannot lower oom_score_adj below its own.
   restrict_oom_score_adj = true
-  enable_selinux = false
   netns_mounts_under_state_dir = true
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["{CNI_BIN_DIR}"]
@@ -330,7 +329,8 @@ state = "{self.node_dir / 'containerd-state'}"
             "clientConnection": {"kubeconfig": str(kubeconfig)},
             "mode": "iptables", "clusterCIDR": CLUSTER_CIDR, "hostnameOverride": NODE_NAME,
             "bindAddress": NODE_IP,
-            "conntrack": {"maxPerCore": 0},  # leave the machine's conntrack table size alone
+            # Leave the machine's conntrack table size and timeouts alone.
+            "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
             "iptables": {"syncPeriod": "5s", "minSyncPeriod": "0s"},
             "metricsBindAddress": "127.0.0.1:10249", "healthzBindAddress": "127.0.0.1:10256",
         }, indent=2))

@@ -122,7 +122,7 @@ class ResourcesSpec(ApiModel):
     gpus: int = Field(1, ge=0, le=4096, description="GPUs asked for; 0 runs on CPU. The planner may size a fine-tune down to one.")
     gpuType: str = Field("nvidia-h100", min_length=1, max_length=64, pattern=NAME_PATTERN, description="A GPU type from the catalog, e.g. nvidia-h100, nvidia-a100-80gb, nvidia-l4.")
     gpusPerNode: int = Field(8, ge=1, le=64, description="GPUs on one node: up to this many run in one pod.")
-    cpusPerWorker: int = Field(4, ge=1, le=512, description="CPU cores requested per worker.")
+    cpusPerWorker: float = Field(4, gt=0, le=512, description="CPU cores requested per worker; fractions allowed (0.5 is 500m).")
     memoryPerWorker: str = Field("16Gi", max_length=32, pattern=QUANTITY_PATTERN, description="Memory requested per worker, a Kubernetes quantity.")
 
 

@@ -10,6 +10,10 @@ from trainwright.api import API_VERSION, KIND, TrainingJob
 from trainwright.api.status import Plan
 from trainwright.controller import constants as c
 
+RAY_AGENT_PORT = 52365  # the dashboard agent of every Ray node
+RAY_HEALTH_PATH = "/api/local_raylet_healthz"
+SUBMITTER_RESOURCES = {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+
 
 @dataclass(frozen=True)
 class LaunchSettings:
@@ -104,6 +108,12 @@ def _source_claims(job: TrainingJob) -> list[str]:
     return list(dict.fromkeys(claim for field, claim in claims_of(job) if field != "checkpoint.pvc"))
 
 
+def cpu_quantity(cores: float) -> str:
+    """Cores as a Kubernetes quantity: whole cores as they are, fractions in millicores."""
+    millicores = round(cores * 1000)
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
+
+
 RESTRICTED_CONTAINER_SECURITY = {
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,
@@ -121,7 +131,7 @@ def build_pod_spec(job: TrainingJob, plan: Plan, settings: LaunchSettings, gpus:
     """The trainer pod: restricted security, job file, checkpoint and data volumes, GPU limits."""
     name = job.metadata.name
     resources = job.spec.resources
-    requests = {"cpu": str(resources.cpusPerWorker * max(1, gpus)), "memory": resources.memoryPerWorker}
+    requests = {"cpu": cpu_quantity(resources.cpusPerWorker * max(1, gpus)), "memory": resources.memoryPerWorker}
     limits = {"memory": resources.memoryPerWorker}
     if gpus:
         requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(gpus)
@@ -192,16 +202,28 @@ def build_ray_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettin
     metadata = _metadata(job, plan, launcher_name(job.metadata.name), uid)
     head = build_pod_spec(job, plan, settings, 0)
     worker = build_pod_spec(job, plan, settings, plan.gpusPerPod)
-    for pod, role in ((head, "ray-head"), (worker, "ray-worker")):
-        pod["containers"][0].pop("command")  # KubeRay starts Ray in these containers
-        pod["containers"][0]["name"] = role
+    submitter = build_pod_spec(job, plan, settings, 0)
+    for pod, role in ((head, "ray-head"), (worker, "ray-worker"), (submitter, "ray-job-submitter")):
+        # KubeRay starts Ray in head and workers, and `ray job submit` in the submitter, only
+        # where the container has no command of its own.
+        container = pod["containers"][0]
+        container.pop("command")
+        container["name"] = role
+        if role != "ray-job-submitter":
+            # Ray's own health endpoint, over HTTP: KubeRay's default probes run wget, which
+            # the trainer image does not carry.
+            probe = {"httpGet": {"path": RAY_HEALTH_PATH, "port": RAY_AGENT_PORT}, "periodSeconds": 5,
+                     "timeoutSeconds": 2, "failureThreshold": 12}
+            container["readinessProbe"] = container["livenessProbe"] = probe
+    # The submitter only waits on the job: it needs none of a worker's resources.
+    submitter["containers"][0]["resources"] = SUBMITTER_RESOURCES
     return {
         "apiVersion": f"{c.RAY_GROUP}/{c.RAY_VERSION}", "kind": "RayJob", "metadata": metadata,
         "spec": {
             "entrypoint": "python -m trainwright.trainer",
             "shutdownAfterJobFinishes": True,
             "backoffLimit": job.spec.backoffLimit,
-            "submitterPodTemplate": {"spec": build_pod_spec(job, plan, settings, 0)},
+            "submitterPodTemplate": {"metadata": {"labels": metadata["labels"]}, "spec": submitter},
             "rayClusterSpec": {
                 "headGroupSpec": {"rayStartParams": {"num-gpus": "0"},
                                   "template": {"metadata": {"labels": metadata["labels"]}, "spec": head}},

@@ -7,6 +7,7 @@ the data position (step; each epoch's order comes from the seed).
 """
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -186,6 +187,8 @@ def train(
         step, epochs_done, best, bad_evals = state["step"], state["epochs_done"], state["best"], state["bad_evals"]
         metrics, finished = state["metrics"], state["finished"]
         best_metrics = state.get("best_metrics", {})
+        if rank == 0:  # the one line a person looking at a restarted pod's log wants first
+            print(f"resumed from {latest} at step {step} of {total}", file=sys.stderr, flush=True)
 
     def save_checkpoint() -> None:
         if checkpointer is None or rank != 0:
