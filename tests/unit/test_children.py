@@ -100,3 +100,33 @@ def test_pod_spec_gpu_limits_match_the_plan(job_dict, gpus):
     plan = plan_job(job.spec, default_catalog())
     container = build_pod_spec(job, plan, LaunchSettings(), gpus)["containers"][0]
     assert container["resources"]["limits"].get("nvidia.com/gpu", "0") == str(gpus)
+
+
+def test_rayjob_submitter_runs_kuberays_own_submit_command_with_a_small_request(job_dict):
+    job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {"family": "gpt", "layers": 2, "hidden": 64}})
+    job_dict["spec"]["resources"].update(gpus=16, gpusPerNode=8)
+    ray_job = children_of(job_dict)[2][-1]
+    submitter = ray_job["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
+    # KubeRay fills in `ray job submit` only where the container has no command of its own.
+    assert "command" not in submitter and "args" not in submitter
+    assert submitter["resources"]["requests"] == {"cpu": "100m", "memory": "512Mi"}
+    assert "nvidia.com/gpu" not in submitter["resources"].get("limits", {})
+
+
+def test_ray_head_and_workers_are_probed_over_http_not_with_wget(job_dict):
+    job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {"family": "gpt", "layers": 2, "hidden": 64}})
+    job_dict["spec"]["resources"].update(gpus=16, gpusPerNode=8)
+    cluster = children_of(job_dict)[2][-1]["spec"]["rayClusterSpec"]
+    for template in (cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]):
+        container = template["spec"]["containers"][0]
+        assert "command" not in container
+        for probe in (container["readinessProbe"], container["livenessProbe"]):
+            assert probe["httpGet"] == {"path": "/api/local_raylet_healthz", "port": 52365}
+
+
+@pytest.mark.parametrize(("cores", "quantity"), [(4, "4"), (1.0, "1"), (0.5, "500m"), (1.25, "1250m"), (0.001, "1m")])
+def test_cpu_requests_are_whole_cores_or_millicores(job_dict, cores, quantity):
+    job_dict["spec"]["resources"].update(gpus=0, cpusPerWorker=cores)
+    job = parse_job(job_dict)
+    container = build_pod_spec(job, plan_job(job.spec, default_catalog()), LaunchSettings(), 0)["containers"][0]
+    assert container["resources"]["requests"]["cpu"] == quantity
