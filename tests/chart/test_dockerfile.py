@@ -30,16 +30,17 @@ def test_dockerfile_passes_hadolint():
 
 
 @pytest.mark.parametrize("target", FINAL_TARGETS)
-def test_final_stage_copies_only_a_venv_and_runs_as_uid_1000(target):
+def test_final_stage_adds_only_the_package_to_its_dependencies_and_runs_as_uid_1000(target):
     instructions = STAGES[target]
     kinds = {ins for ins, _ in instructions}
     assert "RUN" not in kinds and "ADD" not in kinds, f"{target}: no RUN/ADD in a final stage (no build tools there)"
+    assert instructions[0][1] == f"{target}-deps"
     copies = [args for ins, args in instructions if ins == "COPY"]
-    assert copies == [f"--from={target}-venv /opt/venv /opt/venv"], copies
+    assert copies == ["--from=builder /opt/trainwright /opt/trainwright"], copies
     assert ("USER", "1000:1000") in instructions
-    base = instructions[0][1]
-    assert base == "runtime" and not any(ins == "RUN" and ("gcc" in a or "build-essential" in a)
-                                         for ins, a in STAGES["runtime"]), STAGES["runtime"]
+    deps = STAGES[f"{target}-deps"]
+    assert deps[0][1] == "runtime" and not any(ins == "RUN" and ("gcc" in a or "build-essential" in a)
+                                              for ins, a in deps + STAGES["runtime"])
 
 
 def test_runtime_user_is_uid_1000():
@@ -50,15 +51,15 @@ def test_runtime_user_is_uid_1000():
 def test_trainer_has_a_cpu_variant_and_takes_the_torch_pin_from_pyproject():
     text = " ".join(args for ins, args in STAGES["trainer-deps"])
     assert "TORCH_VARIANT=cuda" in text and "cpu)" in text and "requirements-trainer.txt" in text
-    assert "pyproject.toml" in dict(STAGES["deps"])["RUN"]
+    assert "pyproject.toml" in dict(STAGES["requirements"])["RUN"]
 
 
 @pytest.mark.parametrize("target", FINAL_TARGETS)
 def test_dependencies_are_a_layer_that_source_changes_keep(target):
-    # The sources are copied only after the dependencies are installed (the trainer's are GBs).
-    deps = " ".join(f"{ins} {args}" for ins, args in STAGES[f"{target}-deps"] + STAGES["deps"])
+    # The sources reach an image only in its last layer (the trainer's dependencies are GBs).
+    deps = " ".join(f"{ins} {args}" for ins, args in STAGES[f"{target}-deps"] + STAGES["requirements"])
     assert "operator/" not in deps and "trainer/" not in deps, deps
-    assert dict(STAGES[f"{target}-venv"])["RUN"].count("--no-deps") == 1
+    assert "--no-deps" in dict(STAGES["builder"])["RUN"]
 
 
 def test_dockerignore_lets_the_builder_see_its_sources():
