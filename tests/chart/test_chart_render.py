@@ -37,7 +37,7 @@ VALUE_SETS = {
                         "serviceAccount": {"create": False, "name": "platform-operator"}},
 }
 
-# The operator's needs (DESIGN.md, the operator's contract): (group, resource) -> verbs.
+# The operator's needs (docs/architecture.md, the operator): (group, resource) -> verbs.
 EXPECTED_RULES = {
     ("trainwright.dev", "trainingjobs"): {"get", "list", "watch", "patch", "update", "delete"},
     ("trainwright.dev", "trainingjobs/status"): {"get", "patch", "update"},

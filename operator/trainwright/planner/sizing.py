@@ -1,4 +1,4 @@
-"""How many GPUs, workers and pods a strategy gets (DESIGN.md, "Sizing rules")."""
+"""How many GPUs, workers and pods a strategy gets (docs/architecture.md, "Sizing")."""
 
 from dataclasses import dataclass, field
 
