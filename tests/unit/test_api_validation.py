@@ -114,3 +114,13 @@ def test_durations_parse(text, seconds):
 def test_bad_durations_are_refused(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(("resources", "expected"), [
+    ({"gpus": 2, "workers": 2}, "spec.resources.workers: workers applies to CPU jobs (gpus: 0)"),
+    ({"gpus": 1, "workersPerPod": 1}, "spec.resources.workersPerPod: workersPerPod applies to CPU jobs (gpus: 0)"),
+    ({"gpus": 0, "workers": 3, "workersPerPod": 2}, "spec.resources.workersPerPod: workers must be a multiple of workersPerPod"),
+])
+def test_cpu_worker_fields_are_checked_against_the_gpus(job_dict, resources, expected):
+    job_dict["spec"]["resources"] = resources
+    assert any(p.startswith(expected) for p in problems_of(job_dict)), problems_of(job_dict)

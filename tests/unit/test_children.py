@@ -130,3 +130,23 @@ def test_cpu_requests_are_whole_cores_or_millicores(job_dict, cores, quantity):
     job = parse_job(job_dict)
     container = build_pod_spec(job, plan_job(job.spec, default_catalog()), LaunchSettings(), 0)["containers"][0]
     assert container["resources"]["requests"]["cpu"] == quantity
+
+
+def test_cpu_rayjob_runs_workers_per_pod_on_cpu_and_none_on_the_head(job_dict):
+    job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {"family": "gpt", "layers": 2, "hidden": 64}})
+    job_dict["spec"]["resources"] = {"gpus": 0, "workers": 4, "workersPerPod": 2, "cpusPerWorker": 0.5}
+    cluster = children_of(job_dict)[2][-1]["spec"]["rayClusterSpec"]
+    [workers] = cluster["workerGroupSpecs"]
+    assert workers["groupName"] == "cpu-workers" and workers["replicas"] == 2
+    assert workers["rayStartParams"] == {"num-cpus": "2"}
+    assert workers["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "1"
+    assert cluster["headGroupSpec"]["rayStartParams"] == {"num-cpus": "0", "num-gpus": "0"}
+    assert "nvidia.com/gpu" not in workers["template"]["spec"]["containers"][0]["resources"]["limits"]
+
+
+def test_single_pod_cpu_job_requests_cpu_for_every_worker(job_dict):
+    job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {"family": "gpt", "layers": 2, "hidden": 64}})
+    job_dict["spec"]["resources"] = {"gpus": 0, "workers": 3, "cpusPerWorker": 2}
+    launcher = children_of(job_dict)[2][-1]
+    assert launcher["kind"] == "Job"
+    assert launcher["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "6"

@@ -200,3 +200,19 @@ def test_a_job_without_a_checkpoint_claim_is_warned_that_restarts_start_over(job
     assert any("checkpoint.pvc is not set" in n for n in plan_job(spec_of(job_dict), CATALOG).notes)
     job_dict["spec"]["checkpoint"] = {"pvc": "ckpt"}
     assert not any("checkpoint" in n for n in plan_job(parse_job(job_dict).spec, CATALOG).notes)
+
+
+@pytest.mark.parametrize(("workers", "per_pod", "launcher", "pods"), [
+    (None, None, "job", 1), (4, None, "job", 1), (4, 4, "job", 1), (2, 1, "rayjob", 2), (6, 2, "rayjob", 3)])
+def test_cpu_scratch_runs_workers_per_pod_in_one_pod_or_as_a_rayjob_of_pods(job_dict, workers, per_pod, launcher, pods):
+    spec = spec_of(job_dict, strategy="scratch", model={"task": "causal-lm", "architecture": GPT},
+                   resources__gpus=0, resources__workers=workers, resources__workersPerPod=per_pod)
+    plan = plan_job(spec, CATALOG)
+    assert (plan.launcher, plan.pods, plan.workers, plan.gpus, plan.gpusPerPod) == (launcher, pods, workers or 1, 0, 0)
+
+
+def test_cpu_fine_tune_with_many_workers_is_sized_down_and_says_so(job_dict):
+    spec = spec_of(job_dict, resources__gpus=0, resources__workers=4)
+    plan = plan_job(spec, CATALOG)
+    assert (plan.workers, plan.pods, plan.launcher) == (1, 1, "job")
+    assert any("sized down from 4 workers to 1" in note for note in plan.notes), plan.notes

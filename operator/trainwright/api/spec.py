@@ -124,6 +124,28 @@ class ResourcesSpec(ApiModel):
     gpusPerNode: int = Field(8, ge=1, le=64, description="GPUs on one node: up to this many run in one pod.")
     cpusPerWorker: float = Field(4, gt=0, le=512, description="CPU cores requested per worker; fractions allowed (0.5 is 500m).")
     memoryPerWorker: str = Field("16Gi", max_length=32, pattern=QUANTITY_PATTERN, description="Memory requested per worker, a Kubernetes quantity.")
+    workers: int | None = Field(None, ge=1, le=4096, description="Ray Train workers of a CPU job (gpus: 0); default 1. With GPUs each GPU is one worker.")
+    workersPerPod: int | None = Field(
+        None, ge=1, le=512,
+        description="CPU jobs: workers in one pod (Ray started inside it); more run as a KubeRay RayJob of workers / workersPerPod pods. Default: all in one pod.",
+    )
+
+    cel_rules = (
+        CrossFieldRule("!has(self.workers) || self.gpus == 0", "workers",
+                       "workers applies to CPU jobs (gpus: 0); with GPUs each GPU is one worker",
+                       lambda r: r.workers is None or r.gpus == 0),
+        CrossFieldRule("!has(self.workersPerPod) || self.gpus == 0", "workersPerPod",
+                       "workersPerPod applies to CPU jobs (gpus: 0); with GPUs, gpusPerNode sets the pod size",
+                       lambda r: r.workersPerPod is None or r.gpus == 0),
+        CrossFieldRule("!has(self.workersPerPod) || (has(self.workers) ? self.workers : 1) % self.workersPerPod == 0",
+                       "workersPerPod", "workers must be a multiple of workersPerPod (every pod runs the same number)",
+                       lambda r: r.workersPerPod is None or (r.workers or 1) % r.workersPerPod == 0),
+    )
+
+    def cpu_workers(self) -> tuple[int, int]:
+        """(workers, workers per pod) of a CPU job, defaults applied."""
+        workers = self.workers or 1
+        return workers, self.workersPerPod or workers
 
 
 class EarlyStoppingSpec(ApiModel):

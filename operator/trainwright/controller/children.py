@@ -127,11 +127,16 @@ RESTRICTED_POD_SECURITY = {
 }
 
 
-def build_pod_spec(job: TrainingJob, plan: Plan, settings: LaunchSettings, gpus: int) -> dict:
-    """The trainer pod: restricted security, job file, checkpoint and data volumes, GPU limits."""
+def workers_per_pod(plan: Plan) -> int:
+    return max(1, plan.workers // max(1, plan.pods))
+
+
+def build_pod_spec(job: TrainingJob, plan: Plan, settings: LaunchSettings, gpus: int, workers: int = 1) -> dict:
+    """The trainer pod: restricted security, job file, checkpoint and data volumes, GPU limits;
+    CPU for the ``workers`` Ray Train workers (or GPUs) it hosts."""
     name = job.metadata.name
     resources = job.spec.resources
-    requests = {"cpu": cpu_quantity(resources.cpusPerWorker * max(1, gpus)), "memory": resources.memoryPerWorker}
+    requests = {"cpu": cpu_quantity(resources.cpusPerWorker * max(1, gpus, workers)), "memory": resources.memoryPerWorker}
     limits = {"memory": resources.memoryPerWorker}
     if gpus:
         requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(gpus)
@@ -192,16 +197,17 @@ def build_trainer_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSe
             "completions": 1, "parallelism": 1,
             "suspend": False,
             "template": {"metadata": {"labels": metadata["labels"]},
-                         "spec": build_pod_spec(job, plan, settings, plan.gpusPerPod)},
+                         "spec": build_pod_spec(job, plan, settings, plan.gpusPerPod, workers_per_pod(plan))},
         },
     }
 
 
 def build_ray_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettings) -> dict:
-    """A KubeRay RayJob: a CPU head plus worker groups of whole nodes; the entrypoint is the trainer."""
+    """A KubeRay RayJob: a head (Ray and the driver) plus one group of worker pods (whole GPU
+    nodes, or workersPerPod CPU workers each); the entrypoint is the trainer."""
     metadata = _metadata(job, plan, launcher_name(job.metadata.name), uid)
     head = build_pod_spec(job, plan, settings, 0)
-    worker = build_pod_spec(job, plan, settings, plan.gpusPerPod)
+    worker = build_pod_spec(job, plan, settings, plan.gpusPerPod, workers_per_pod(plan))
     submitter = build_pod_spec(job, plan, settings, 0)
     for pod, role in ((head, "ray-head"), (worker, "ray-worker"), (submitter, "ray-job-submitter")):
         # KubeRay starts Ray in head and workers, and `ray job submit` in the submitter, only
@@ -225,12 +231,14 @@ def build_ray_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettin
             "backoffLimit": job.spec.backoffLimit,
             "submitterPodTemplate": {"metadata": {"labels": metadata["labels"]}, "spec": submitter},
             "rayClusterSpec": {
-                "headGroupSpec": {"rayStartParams": {"num-gpus": "0"},
+                # No training worker on the head: the driver runs there.
+                "headGroupSpec": {"rayStartParams": {"num-cpus": "0", "num-gpus": "0"},
                                   "template": {"metadata": {"labels": metadata["labels"]}, "spec": head}},
                 "workerGroupSpecs": [{
-                    "groupName": "gpu-workers",
+                    "groupName": "gpu-workers" if plan.gpus else "cpu-workers",
                     "replicas": plan.pods, "minReplicas": plan.pods, "maxReplicas": plan.pods,
-                    "rayStartParams": {"num-gpus": str(plan.gpusPerPod)},
+                    "rayStartParams": ({"num-gpus": str(plan.gpusPerPod)} if plan.gpus
+                                       else {"num-cpus": str(workers_per_pod(plan))}),
                     "template": {"metadata": {"labels": metadata["labels"]}, "spec": worker},
                 }],
             },

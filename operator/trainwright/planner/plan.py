@@ -71,10 +71,10 @@ def plan_job(spec: TrainingJobSpec, catalog: Catalog, strategy: str | None = Non
         raise PlanningError(f"spec.resources.gpuType: {error}") from None
     reason = f"compared as {strategy}"
     if strategy is None:
-        scratch = size_job("scratch", spec.resources.gpus, spec.resources.gpusPerNode)
+        scratch = size_job("scratch", spec.resources.gpus, spec.resources.gpusPerNode, spec.resources.cpu_workers())
         scratch_estimate, _ = estimate_job(spec, "scratch", scratch, catalog)
         strategy, reason = choose_strategy(spec, scratch_estimate and scratch_estimate.cost_usd)
-    sizing = size_job(strategy, spec.resources.gpus, spec.resources.gpusPerNode)
+    sizing = size_job(strategy, spec.resources.gpus, spec.resources.gpusPerNode, spec.resources.cpu_workers())
     result, estimate_notes = estimate_job(spec, strategy, sizing, catalog)
     return Plan(
         strategy=strategy,
