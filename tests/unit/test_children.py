@@ -69,7 +69,10 @@ def test_trainer_pod_is_restricted_with_writable_scratch_only(job_dict):
                                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
                                             "seccompProfile": {"type": "RuntimeDefault"}}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    assert mounts["/checkpoints"]["subPath"] == "sentiment"
+    assert "subPath" not in mounts["/mnt/trainwright"] and not mounts["/mnt/trainwright"].get("readOnly")
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["TRAINWRIGHT_CHECKPOINT_DIR"] == "/mnt/trainwright/sentiment/checkpoints"
+    assert env["TRAINWRIGHT_OUTPUT_DIR"] == "/mnt/trainwright/sentiment/output"
     assert mounts["/mnt/pvc/data"]["readOnly"] is True
     assert pod["serviceAccountName"] == "sentiment-trainer"
 

@@ -158,12 +158,14 @@ def build_pod_spec(job: TrainingJob, plan: Plan, settings: LaunchSettings, gpus:
         "TRAINWRIGHT_METRICS_PORT": str(c.TRAINER_PORT),
         "TRAINWRIGHT_JOB_NAME": name,
         "TRAINWRIGHT_JOB_NAMESPACE": job.metadata.namespace,
+        "TRAINWRIGHT_POD_GPUS": str(gpus),  # the trainer refuses to run on CPU when these are not visible
         "HF_HOME": "/tmp/hf",
     }
     if job.spec.checkpoint.pvc:
         volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": job.spec.checkpoint.pvc}})
-        mounts.append({"name": "checkpoints", "mountPath": c.CHECKPOINT_MOUNT, "subPath": name})
-        env["TRAINWRIGHT_CHECKPOINT_DIR"] = c.CHECKPOINT_MOUNT
+        mounts.append({"name": "checkpoints", "mountPath": c.CLAIM_MOUNT})
+        env["TRAINWRIGHT_CHECKPOINT_DIR"] = f"{c.CLAIM_MOUNT}/{name}/checkpoints"
+        env["TRAINWRIGHT_OUTPUT_DIR"] = f"{c.CLAIM_MOUNT}/{name}/output"  # the model outlives the pod
     for claim in _source_claims(job):
         volumes.append({"name": f"pvc-{claim}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
         mounts.append({"name": f"pvc-{claim}", "mountPath": f"{c.PVC_ROOT}/{claim}", "readOnly": True})

@@ -19,7 +19,9 @@ TRAINER_CONTAINER = "trainer"
 TRAINER_PORT = 9090
 JOB_FILE_KEY = "job.yaml"
 JOB_MOUNT = "/etc/trainwright"
-CHECKPOINT_MOUNT = "/checkpoints"
+# The checkpoint claim, mounted whole (no subPath: kubelet would create that folder as root):
+# a job's checkpoints and outputs live in CLAIM/JOB/checkpoints and CLAIM/JOB/output.
+CLAIM_MOUNT = "/mnt/trainwright"
 PVC_ROOT = "/mnt/pvc"
 OUTPUT_DIR = "/workspace/output"
 DEFAULT_TRAINER_IMAGE = "ghcr.io/trainwright/trainer:0.1.0"

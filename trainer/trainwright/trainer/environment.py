@@ -57,3 +57,19 @@ def settings_from_env(env: Mapping[str, str], job: TrainingJob) -> RunSettings:
         namespace=env.get("TRAINWRIGHT_JOB_NAMESPACE") or job.metadata.namespace,
         job_name=env.get("TRAINWRIGHT_JOB_NAME") or job.metadata.name,
     )
+
+
+def check_pod_gpus(pod_gpus: int, visible: int) -> None:
+    """A pod given GPUs trains on them or not at all: never silently on its CPUs."""
+    if pod_gpus > visible:
+        raise TrainerError("status.plan.gpus", f"this pod was given {pod_gpus} GPU(s) (TRAINWRIGHT_POD_GPUS) but CUDA "
+                           f"sees {visible}: check the node's NVIDIA driver and device plugin; not training on CPU instead")
+
+
+def pod_gpus(env: Mapping[str, str]) -> int:
+    """The GPUs the operator gave this pod (0 outside a cluster, and on a Ray head)."""
+    text = env.get("TRAINWRIGHT_POD_GPUS") or "0"
+    if not text.isdigit():
+        raise TrainerError("TRAINWRIGHT_POD_GPUS", f"{text!r} is not a GPU count")
+    return int(text)
+
