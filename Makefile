@@ -19,7 +19,9 @@ demo: setup
 
 # All tiers: unit, trainer (real torch and Ray), cluster (real control plane), chart (real helm,
 # Prometheus), e2e (one real node running the images built from this tree).
-test: setup cluster-binaries node-binaries node-packages prometheus images
+# What it needs is built three at a time: the Go builds, the virtualenv and the images overlap.
+test:
+	$(MAKE) -j3 setup cluster-binaries node-binaries node-packages prometheus images
 	CI=$${CI:-} $(PY) -m pytest -ra
 
 unit: setup
@@ -35,11 +37,14 @@ node-binaries: cluster-binaries
 node-packages:
 	hack/install-node-packages.sh
 
-# The images of the real node (Python base, pause, ray-operator, operator, trainer), built with buildah.
-images: setup node-binaries node-packages
-	PYTHONPATH=hack $(PY) -m devcluster images
+# The Dockerfile's images for the real node, built with buildah (it needs no .venv, so that
+# `make -j` overlaps it with the Go builds); the real node builds its pause and ray-operator
+# images itself when it starts (seconds).
+images: node-packages
+	PYTHONPATH=hack python3 -m devcluster images python-base operator trainer
 
-prometheus:
+# After node-packages: two apt-get runs at once would fight over dpkg's lock under `make -j`.
+prometheus: | node-packages
 	hack/install-prometheus.sh
 
 # A cluster for a person: kubectl from the host works against it until Ctrl-C.
