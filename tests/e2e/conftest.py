@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -153,6 +154,9 @@ def jobs_namespace(real_cluster, release, base_model) -> dict[str, Path]:
         with open(dirs["data"] / f"{name}.jsonl", "w") as f:
             for record in builtin_records(name, samples):
                 f.write(json.dumps(record) + "\n")
+    # As a person sharing data with pods would: readable by any uid (save_pretrained writes 0600).
+    for claim in ("data", "models"):
+        subprocess.run(["chmod", "-R", "a+rX", str(dirs[claim])], check=True)
     return dirs
 
 

@@ -152,3 +152,19 @@ def test_a_hub_model_that_cannot_be_reached_is_one_clear_error(tmp_path):
     job = make_job("fine-tune", {"task": "sequence-classification", "source": "hf://nobody/no-such-model"},
                    {"source": "builtin:living"})
     assert error_of(job, tmp_path).startswith("spec.model.source: hf://nobody/no-such-model: cannot load")
+
+
+def test_model_files_the_pod_cannot_read_are_named(tmp_path, monkeypatch):
+    # Root reads everything, so the permission check is shown an unreadable weights file.
+    import os
+
+    from trainwright.trainer import models
+
+    (tmp_path / "models" / "base").mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / "models" / "base" / name).write_text("{}")
+    monkeypatch.setattr(models.os, "access", lambda path, mode: not str(path).endswith(".safetensors"))
+    job = make_job("fine-tune", {"task": "sequence-classification", "source": "pvc://models/base"},
+                   {"source": "builtin:living"})
+    message = error_of(job, tmp_path, pvc_root=tmp_path)
+    assert f"spec.model.source: pvc://models/base: model.safetensors not readable by uid {os.getuid()}" in message

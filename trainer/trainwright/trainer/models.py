@@ -6,6 +6,7 @@ hybrid: a pre-trained backbone (`AutoModel`) under the spec's new head layers.
 """
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +111,10 @@ def _pretrained_location(source: Source) -> str:
         raise TrainerError("spec.model.source", f"{source.text} does not exist{where}")
     if not (path / "config.json").exists():
         raise TrainerError("spec.model.source", f"{source.text} is not a save_pretrained directory (no config.json in {path})")
+    unreadable = sorted(f.name for f in path.iterdir() if f.is_file() and not os.access(f, os.R_OK))
+    if unreadable:  # transformers reports these as missing files
+        raise TrainerError("spec.model.source", f"{source.text}: {', '.join(unreadable)} not readable by uid {os.getuid()} "
+                           "(make the files readable to all, e.g. chmod -R a+rX, or owned by the pod's fsGroup)")
     return str(path)
 
 
