@@ -87,7 +87,7 @@ def buildah_has(ref: str) -> bool:
 
 def image_size(ref: str) -> str:
     """As buildah prints it, e.g. "401 MB"."""
-    return _run(["buildah", "images", "--format", "{{.Size}}", ref], what=f"size of {ref}").stdout.strip()
+    return _run(["buildah", "images", "--format", "{{.Size}}", ref], what=f"size of {ref}").stdout.split("\n")[0].strip()
 
 
 class ImageSet:
