@@ -120,6 +120,8 @@ def test_ray_head_and_workers_are_probed_over_http_not_with_wget(job_dict):
     job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {"family": "gpt", "layers": 2, "hidden": 64}})
     job_dict["spec"]["resources"].update(gpus=16, gpusPerNode=8)
     cluster = children_of(job_dict)[2][-1]["spec"]["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in head["ports"]} == {"gcs-server": 6379, "dashboard": 8265, "client": 10001}
     for template in (cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]):
         container = template["spec"]["containers"][0]
         assert "command" not in container

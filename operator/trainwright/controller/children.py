@@ -12,6 +12,8 @@ from trainwright.controller import constants as c
 
 RAY_AGENT_PORT = 52365  # the dashboard agent of every Ray node
 RAY_HEALTH_PATH = "/api/local_raylet_healthz"
+RAY_HEAD_PORTS = [{"name": "gcs-server", "containerPort": 6379}, {"name": "dashboard", "containerPort": 8265},
+                  {"name": "client", "containerPort": 10001}]
 SUBMITTER_RESOURCES = {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
 
 
@@ -223,6 +225,9 @@ def build_ray_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettin
             probe = {"httpGet": {"path": RAY_HEALTH_PATH, "port": RAY_AGENT_PORT}, "periodSeconds": 5,
                      "timeoutSeconds": 2, "failureThreshold": 12}
             container["readinessProbe"] = container["livenessProbe"] = probe
+    # KubeRay finds the head's services by these port names (it adds them only to a container
+    # that declares no ports, and the trainer's metrics port is one).
+    head["containers"][0]["ports"] = RAY_HEAD_PORTS
     # The submitter only waits on the job: it needs none of a worker's resources.
     submitter["containers"][0]["resources"] = SUBMITTER_RESOURCES
     return {
