@@ -221,6 +221,16 @@ def import_into_containerd(ctr: list[str], images: Iterable[Image], log: Callabl
     return seconds
 
 
+def prune_containerd(ctr: list[str], current: Iterable[Image]) -> list[str]:
+    """Remove older keys of the same images from containerd (their big layers are shared)."""
+    keep = {image.ref for image in current}
+    names = {image.ref.rsplit(":", 1)[0] for image in current}
+    stale = [ref for ref in containerd_refs(ctr) if ref.rsplit(":", 1)[0] in names and ref not in keep]
+    if stale:
+        _run([*ctr, "images", "rm", *stale], what="ctr images rm")
+    return stale
+
+
 def main(argv: list[str]) -> int:
     from devcluster.node import node_bin_dir
     from devcluster.controlplane import default_bin_dir

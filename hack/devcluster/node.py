@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from devcluster.controlplane import ControlPlane, ControlPlaneError, wait_for, write_kubeconfig
-from devcluster.images import ImageSet, import_into_containerd
+from devcluster.images import ImageSet, import_into_containerd, prune_containerd
 
 KUBE_VERSION = "v1.35.4"
 CONTAINERD_VERSION = "v2.4.2"
@@ -175,7 +175,9 @@ class RealNodeCluster(ControlPlane):
         t2 = time.monotonic()
         self.node_dir.mkdir(parents=True, exist_ok=True)
         self._start_containerd()
-        import_seconds = import_into_containerd(self.ctr, [self.image_set[n] for n in ("pause", *self.wanted_images)], log=self._log)
+        wanted = [self.image_set[n] for n in ("pause", *self.wanted_images)]
+        import_seconds = import_into_containerd(self.ctr, wanted, log=self._log)
+        prune_containerd(self.ctr, wanted)
         self.timings.update({f"import {k}": v for k, v in import_seconds.items()})
         self._start_kubelet()
         self._start_kube_proxy()
