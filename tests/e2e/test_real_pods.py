@@ -141,7 +141,12 @@ def test_scratch_job_trains_across_a_ray_cluster_of_real_pods(real_cluster, jobs
     records = metrics_records(jobs_namespace["ckpt"], name)
     steps = [r for r in records if "samples_per_second" in r or "samplesPerSecond" in r]
     assert steps, records[-3:]
-    print(f"scratch, 2 Ray workers in 2 pods: {status['progress'].get('samplesPerSecond')} samples/s")
+    # The same data and model with 1 worker in 1 pod, for the record (this node has 2 cores).
+    single, _ = run_and_watch(cluster, training_job(f"{name}-single", "scratch", SCRATCH_MODEL, "pvc://data/patterns.jsonl",
+                                                    resources={"cpusPerWorker": 0.5}, training={"epochs": 2}))
+    assert single["plan"]["launcher"] == "job" and single["plan"]["workers"] == 1
+    two, one = status["progress"]["samplesPerSecond"], single["progress"]["samplesPerSecond"]
+    print(f"scratch samples/s: 2 Ray workers in 2 pods {two:.0f}, 1 worker in 1 pod {one:.0f} ({two / one:.2f}x)")
 
 
 def test_a_job_asking_for_gpus_never_trains_on_cpu(real_cluster, jobs_namespace):

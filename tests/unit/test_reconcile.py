@@ -17,8 +17,10 @@ def spec_of(job_dict, **changes):
     return parse_job(job_dict).spec
 
 
-def observe(launcher=None, running=0, seconds=0.0, now=NOW):
-    return Observed(launcher or LauncherState(exists=True, uid="u1", active=1), running, seconds, now)
+def observe(launcher=None, running=0, seconds=0.0, now=NOW, pod="p1"):
+    """What the operator sees: the launcher and one pod (``pod``) with ``seconds`` so far."""
+    return Observed(launcher or LauncherState(exists=True, uid="u1", active=1), running,
+                    {pod: seconds} if seconds else {}, now)
 
 
 def test_no_launcher_means_create_it(job_dict):
@@ -50,15 +52,27 @@ def test_failed_launcher_after_backoff_means_failed_with_restarts(job_dict):
     assert decision.events[0][0] == "Warning"
 
 
-def test_cost_over_budget_stops_the_job_and_settles_its_cost(job_dict):
+def test_cost_over_budget_stops_the_job_and_keeps_its_cost(job_dict):
     spec = spec_of(job_dict, budget={"maxCostUSD": 1})
     decision = reconcile(spec, {"phase": "Running", "startTime": rfc3339(NOW)}, observe(running=1, seconds=1500), PRICE)
     assert decision.status["phase"] == "BudgetExceeded" and decision.delete_launcher
-    assert decision.status["cost"]["settledGpuSeconds"] == 1500
-    assert decision.status["cost"]["settledLauncher"] == "u1"
-    # the same launcher seen again (deletion in flight) is not counted twice
+    assert decision.status["cost"]["gpuSeconds"] == 1500
+    # the same pod seen again (deletion in flight) is not counted twice, nor lost once gone
     again = reconcile(spec, decision.status, observe(running=1, seconds=1500), PRICE)
     assert again.status["cost"]["gpuSeconds"] == 1500
+    gone = reconcile(spec, again.status, observe(LauncherState(exists=False)), PRICE)
+    assert gone.status["cost"]["gpuSeconds"] == 1500 and gone.status["cost"]["settledGpuSeconds"] == 1500
+
+
+def test_a_deleted_pod_still_counts_and_its_replacement_adds_to_it(job_dict):
+    spec = spec_of(job_dict)
+    first = reconcile(spec, {"phase": "Running"}, observe(running=1, seconds=40, pod="p1"), PRICE)
+    # p1 deleted, its replacement p2 running 25 s: 40 + 25, and p1 is never counted twice
+    second = reconcile(spec, first.status, observe(running=1, seconds=25, pod="p2"), PRICE)
+    assert second.status["cost"]["gpuSeconds"] == 65 and second.status["cost"]["settledGpuSeconds"] == 40
+    third = reconcile(spec, second.status, observe(running=1, seconds=30, pod="p2"), PRICE)
+    assert third.status["cost"]["gpuSeconds"] == 70
+    assert third.status["cost"]["pods"] == [{"uid": "p2", "seconds": 30}]
 
 
 def test_deadline_stops_the_job(job_dict):
@@ -72,7 +86,7 @@ def test_deadline_stops_the_job(job_dict):
 def test_suspend_removes_the_launcher_and_resume_recreates_it(job_dict):
     suspended = reconcile(spec_of(job_dict, suspend=True), {"phase": "Running"}, observe(running=1, seconds=50), PRICE)
     assert suspended.status["phase"] == "Suspended" and suspended.delete_launcher
-    assert suspended.status["cost"]["settledGpuSeconds"] == 50
+    assert suspended.status["cost"]["gpuSeconds"] == 50
     resumed = reconcile(spec_of(job_dict, suspend=False), suspended.status, observe(LauncherState(exists=False)), PRICE)
     assert resumed.create_launcher and resumed.status["phase"] == "Pending"
     assert resumed.status["cost"]["gpuSeconds"] == 50
@@ -129,13 +143,13 @@ JOB_FAILED = {"metadata": {"uid": "j1"}, "spec": {},
               "status": {"failed": 2, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
                                                       "message": "Job has reached the specified backoff limit"}]}}
 JOB_RUNNING = {"metadata": {"uid": "j1"}, "spec": {}, "status": {"active": 1, "failed": 1}}
-POD_RUNNING = {"metadata": {}, "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "2"}}}]},
+POD_RUNNING = {"metadata": {"uid": "running"}, "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "2"}}}]},
                "status": {"phase": "Running", "startTime": "2026-11-27T11:59:00Z",
                           "containerStatuses": [{"state": {"running": {"startedAt": "2026-11-27T11:59:30Z"}}}]}}
-POD_DONE = {"metadata": {}, "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "2"}}}]},
+POD_DONE = {"metadata": {"uid": "done"}, "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "2"}}}]},
             "status": {"phase": "Succeeded", "startTime": "2026-11-27T11:50:00Z", "containerStatuses": [
                 {"state": {"terminated": {"startedAt": "2026-11-27T11:50:00Z", "finishedAt": "2026-11-27T11:51:00Z", "exitCode": 0}}}]}}
-POD_PENDING = {"metadata": {}, "spec": {"containers": [{}]}, "status": {"phase": "Pending"}}
+POD_PENDING = {"metadata": {"uid": "pending"}, "spec": {"containers": [{}]}, "status": {"phase": "Pending"}}
 
 
 def test_batch_job_states():
@@ -157,12 +171,12 @@ def test_ray_job_states():
 def test_pod_usage_counts_gpu_seconds_of_running_and_finished_pods():
     running, seconds = pods_usage([POD_RUNNING, POD_DONE, POD_PENDING], cpu_job=False, now=NOW)
     assert running == 1
-    assert seconds == 2 * 60 + 2 * 60  # from the pods' start times: the GPUs are held from then
+    assert seconds == {"running": 2 * 60, "done": 2 * 60, "pending": 0}  # from the pods' start times: the GPUs are held from then
 
 
 def test_cpu_jobs_count_each_pod_as_one_worker():
     _, seconds = pods_usage([POD_DONE], cpu_job=True, now=NOW)
-    assert seconds == 60
+    assert seconds == {"done": 60}
 
 
 POD_UNSCHEDULABLE = {"metadata": {}, "spec": {"containers": [{}]}, "status": {"phase": "Pending", "conditions": [
@@ -173,6 +187,6 @@ POD_UNSCHEDULABLE = {"metadata": {}, "spec": {"containers": [{}]}, "status": {"p
 def test_unschedulable_pods_explain_why_the_job_is_pending(job_dict):
     reason = waiting_reason([POD_RUNNING, POD_UNSCHEDULABLE])
     assert reason == "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
-    decision = reconcile(spec_of(job_dict), {}, Observed(LauncherState(exists=True, uid="u"), 0, 0.0, NOW, reason), PRICE)
+    decision = reconcile(spec_of(job_dict), {}, Observed(LauncherState(exists=True, uid="u"), 0, {}, NOW, reason), PRICE)
     [pending] = [c for c in decision.status["conditions"] if c["type"] == "Pending"]
     assert pending["message"] == reason

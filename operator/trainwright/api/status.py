@@ -44,11 +44,16 @@ class Progress(ApiModel):
     updatedAt: str | None = Field(None, description="RFC 3339 time of this report.")
 
 
+class PodCost(ApiModel):
+    uid: str = Field(max_length=64, description="The pod's UID.")
+    seconds: float = Field(ge=0, description="Its device-seconds when last seen.")
+
+
 class Cost(ApiModel):
-    gpuSeconds: float = Field(0.0, ge=0, description="GPU-seconds accrued by the job's running pods (CPU-seconds for CPU jobs).")
+    gpuSeconds: float = Field(0.0, ge=0, description="GPU-seconds accrued by every pod the job has had (CPU-seconds for CPU jobs).")
     usd: float = Field(0.0, ge=0, description="Accrued cost in dollars.")
-    settledGpuSeconds: float = Field(0.0, ge=0, description="GPU-seconds of pods already removed (suspend, budget).")
-    settledLauncher: str | None = Field(None, description="UID of the launcher whose pods are in the settled sum.")
+    settledGpuSeconds: float = Field(0.0, ge=0, description="GPU-seconds of pods that are gone (deleted, retried, suspended, stopped).")
+    pods: list[PodCost] | None = Field(None, max_length=10_000, description="The pods there now and their device-seconds so far.")
     updatedAt: str | None = Field(None, description="RFC 3339 time of the last accrual.")
 
 

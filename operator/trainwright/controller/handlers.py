@@ -255,8 +255,8 @@ async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
     else:
         launcher = batch_job_state(WORLD.launchers.get(key))
     pods = list(WORLD.pods.get(key, {}).values())
-    running, device_seconds = pods_usage(pods, plan.gpus == 0, now)
-    observed = Observed(launcher, running, device_seconds, now, waiting_reason(pods))
+    running, pod_seconds = pods_usage(pods, plan.gpus == 0, now)
+    observed = Observed(launcher, running, pod_seconds, now, waiting_reason(pods))
     decision = reconcile(job.spec, status, observed, _price(config, job, plan))
     if decision.create_launcher or decision.delete_launcher or decision.delete_job:
         await _act(config, job, plan, body["metadata"]["uid"], decision)

@@ -74,15 +74,15 @@ def pod_run_window(pod: dict, now: datetime) -> tuple[datetime, datetime] | None
     return (start, end) if end else None
 
 
-def pods_usage(pods: list[dict], cpu_job: bool, now: datetime) -> tuple[int, float]:
-    """(running pods, device-seconds of all pods there now)."""
+def pods_usage(pods: list[dict], cpu_job: bool, now: datetime) -> tuple[int, dict[str, float]]:
+    """(running pods, device-seconds of each pod there now, by UID)."""
     running = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running"
                   and not p["metadata"].get("deletionTimestamp"))
-    seconds = 0.0
+    seconds = {}
     for pod in pods:
         window = pod_run_window(pod, now)
-        if window:
-            seconds += max(0.0, (window[1] - window[0]).total_seconds()) * pod_devices(pod, cpu_job)
+        seconds[pod["metadata"]["uid"]] = (max(0.0, (window[1] - window[0]).total_seconds()) * pod_devices(pod, cpu_job)
+                                           if window else 0.0)
     return running, seconds
 
 

@@ -31,7 +31,7 @@ class LauncherState:
 class Observed:
     launcher: LauncherState
     running_pods: int
-    device_seconds: float  # GPU-seconds (CPU-worker-seconds for CPU jobs) of the pods that exist now
+    pod_seconds: dict[str, float]  # pod UID -> GPU-seconds (CPU-worker-seconds for CPU jobs), pods there now
     now: datetime
     waiting: str = ""  # why pods are not running yet, e.g. the scheduler's Unschedulable message
 
@@ -66,20 +66,20 @@ def set_condition(conditions: list[dict], type_: str, status: str, reason: str, 
     return [c for c in conditions if c["type"] != type_] + [new]
 
 
-def cost_of(cost: dict | None, launcher: LauncherState, device_seconds: float, price_per_hour: float,
-            now: datetime) -> dict:
-    """Cost = device-seconds of pods already settled plus those of the live launcher's pods."""
+def cost_of(cost: dict | None, pod_seconds: dict[str, float], price_per_hour: float, now: datetime) -> dict:
+    """Cost = device-seconds of every pod the job has had: those there now, plus those gone
+    (a deleted or retried pod, a removed launcher's), each at the seconds it was last seen with.
+
+    Pure in the last status and the pods there now, so no pod is lost or counted twice, whatever
+    the order of events; the list is replaced whole by a merge patch."""
     cost = cost or {}
-    settled = cost.get("settledGpuSeconds", 0.0)
-    live = launcher.exists and launcher.uid != cost.get("settledLauncher")
-    total = settled + (device_seconds if live else 0.0)
-    return {**cost, "gpuSeconds": round(total, 3), "usd": round(total * price_per_hour / 3600, 6),
-            "settledGpuSeconds": settled, "updatedAt": rfc3339(now)}
-
-
-def settle(cost: dict, launcher_uid: str) -> dict:
-    """Before a launcher is deleted, its pods' device-seconds move into the settled sum, once."""
-    return {**cost, "settledGpuSeconds": cost["gpuSeconds"], "settledLauncher": launcher_uid}
+    gone = sum(p["seconds"] for p in cost.get("pods") or [] if p["uid"] not in pod_seconds)
+    settled = cost.get("settledGpuSeconds", 0.0) + gone
+    total = settled + sum(pod_seconds.values())
+    return {"gpuSeconds": round(total, 3), "usd": round(total * price_per_hour / 3600, 6),
+            "settledGpuSeconds": round(settled, 3),
+            "pods": [{"uid": uid, "seconds": round(s, 3)} for uid, s in sorted(pod_seconds.items())],
+            "updatedAt": rfc3339(now)}
 
 
 def _over_budget(spec: TrainingJobSpec, cost: dict, start: datetime | None, now: datetime) -> tuple[str, str] | None:
@@ -96,7 +96,7 @@ def reconcile(spec: TrainingJobSpec, status: dict, observed: Observed, price_per
     now, launcher = observed.now, observed.launcher
     old_phase = status.get("phase") or "Pending"
     conditions = list(status.get("conditions") or [])
-    cost = cost_of(status.get("cost"), launcher, observed.device_seconds, price_per_hour, now)
+    cost = cost_of(status.get("cost"), observed.pod_seconds, price_per_hour, now)
     new = {"cost": cost, "restarts": max(status.get("restarts") or 0, launcher.failures)}
     start = parse_time(status.get("startTime"))
     decision = Decision(status=new)
@@ -132,8 +132,6 @@ def reconcile(spec: TrainingJobSpec, status: dict, observed: Observed, price_per
         new["startTime"] = rfc3339(now)
     if phase in FINISHED_PHASES and not status.get("completionTime"):
         new["completionTime"] = rfc3339(now)
-    if decision.delete_launcher:
-        new["cost"] = settle(cost, launcher.uid)
     new["phase"] = phase
     if reason is not None:
         for type_ in ("Pending", "Running", "Succeeded", "Failed", "Suspended", "BudgetExceeded"):
@@ -177,6 +175,6 @@ def launched_status(job, plan: Plan, status: dict, generation: int | None, price
     if sized_down:
         conditions = set_condition(conditions, "SizedDown", "True", "SizedDown", sized_down[0], now)
     planned = {**status, "plan": plan.to_wire(), "conditions": conditions, "observedGeneration": generation}
-    first = reconcile(job.spec, planned, Observed(LauncherState(exists=not job.spec.suspend), 0, 0.0, now),
+    first = reconcile(job.spec, planned, Observed(LauncherState(exists=not job.spec.suspend), 0, {}, now),
                       price_per_hour)
     return {k: v for k, v in {**planned, **first.status}.items() if status.get(k) != v}

@@ -13,7 +13,8 @@ Key = tuple[str, str]  # (namespace, TrainingJob name)
 
 def _slim_pod(body: dict) -> dict:
     """The parts of a pod that cost and phase need; the rest is not kept in memory."""
-    return {"metadata": {"name": body["metadata"]["name"], "deletionTimestamp": body["metadata"].get("deletionTimestamp")},
+    meta = body["metadata"]
+    return {"metadata": {k: meta.get(k) for k in ("name", "uid", "deletionTimestamp")},
             "spec": {"containers": [{"resources": dict(c.get("resources") or {})}
                                     for c in (body.get("spec") or {}).get("containers") or []]},
             "status": dict(body.get("status") or {})}
