@@ -283,6 +283,10 @@ state = "{self.node_dir / 'containerd-state'}"
             subprocess.run([*self.ctr, "tasks", "delete", "--force", task], capture_output=True, timeout=30)
         for container in subprocess.run([*self.ctr, "containers", "ls", "-q"], capture_output=True, text=True, timeout=30).stdout.split():
             subprocess.run([*self.ctr, "containers", "delete", container], capture_output=True, timeout=30)
+        # The pods' sandboxes too: their records would outlive this node in the kept store.
+        listed = subprocess.run([*self.ctr, "sandboxes", "ls"], capture_output=True, text=True, timeout=30).stdout
+        for sandbox in [line.split()[0] for line in listed.splitlines()[1:] if line.strip()]:
+            subprocess.run([*self.ctr, "sandboxes", "rm", "--force", sandbox], capture_output=True, timeout=30)
         # Shims whose containers are gone exit by themselves; any left are ours to end.
         for pid in _pids_matching(str(self.node_dir / "containerd-state")) + _pids_matching(str(self.containerd_socket)):
             with contextlib.suppress(ProcessLookupError):

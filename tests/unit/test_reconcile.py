@@ -75,6 +75,18 @@ def test_a_deleted_pod_still_counts_and_its_replacement_adds_to_it(job_dict):
     assert third.status["cost"]["pods"] == [{"uid": "p2", "seconds": 30}]
 
 
+def test_a_deleted_pod_counts_with_its_final_seconds_when_the_watch_brought_them(job_dict):
+    spec = spec_of(job_dict)
+    first = reconcile(spec, {"phase": "Running"}, observe(running=1, seconds=40, pod="p1"), PRICE)
+    # p1 ran 47 s in all (its last state, from the watch's DELETED event); p2 is new
+    gone = Observed(LauncherState(exists=True, uid="u1", active=1), 1, {"p2": 5}, NOW, gone_seconds={"p1": 47})
+    second = reconcile(spec, first.status, gone, PRICE)
+    assert second.status["cost"]["gpuSeconds"] == 52 and second.status["cost"]["settledGpuSeconds"] == 47
+    # a pod that came and went between two reconciles still counts
+    brief = Observed(LauncherState(exists=True, uid="u1", active=1), 1, {"p2": 6}, NOW, gone_seconds={"p3": 2})
+    assert reconcile(spec, second.status, brief, PRICE).status["cost"]["gpuSeconds"] == 55
+
+
 def test_deadline_stops_the_job(job_dict):
     spec = spec_of(job_dict, budget={"maxDuration": "1h"})
     start = rfc3339(NOW - timedelta(hours=2))

@@ -134,3 +134,20 @@ async def test_a_job_is_queued_again_when_its_last_reconcile_asked_and_not_after
     world.mark_after(A, 0.01)  # a reconcile that finished after the deletion asks for nothing
     await asyncio.sleep(0.05)
     assert await drain(world) == []
+
+
+@in_loop
+async def test_a_deleted_pod_is_kept_in_its_final_state_until_the_cost_has_it():
+    world = World(settle_seconds=0)
+    world.saw_job("ADDED", job(plan={"pods": 1}))
+    final = {"metadata": {"name": "a-trainer-x", "uid": "p1"}, "spec": {"containers": []},
+             "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": {"exitCode": 143}}}]}}
+    world.saw_pod("ADDED", A, {**final, "status": {"phase": "Running"}})
+    world.saw_pod("DELETED", A, final)
+    assert A not in world.pods
+    assert world.gone_pods[A]["a-trainer-x"]["status"]["phase"] == "Failed"
+    world.forget_gone_pods(A, ["a-trainer-x"])
+    assert A not in world.gone_pods
+    world.saw_pod("DELETED", A, final)
+    world.saw_job("DELETED", job())
+    assert A not in world.gone_pods

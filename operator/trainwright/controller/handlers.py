@@ -255,8 +255,10 @@ async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
     else:
         launcher = batch_job_state(WORLD.launchers.get(key))
     pods = list(WORLD.pods.get(key, {}).values())
+    gone = dict(WORLD.gone_pods.get(key, {}))
     running, pod_seconds = pods_usage(pods, plan.gpus == 0, now)
-    observed = Observed(launcher, running, pod_seconds, now, waiting_reason(pods))
+    _, gone_seconds = pods_usage(list(gone.values()), plan.gpus == 0, now)
+    observed = Observed(launcher, running, pod_seconds, now, waiting_reason(pods), gone_seconds)
     decision = reconcile(job.spec, status, observed, _price(config, job, plan))
     if decision.create_launcher or decision.delete_launcher or decision.delete_job:
         await _act(config, job, plan, body["metadata"]["uid"], decision)
@@ -264,15 +266,17 @@ async def reconcile_job(config: OperatorConfig, key: tuple[str, str]) -> None:
         changed = {k: v for k, v in decision.status.items() if status.get(k) != v}
         if set(changed) == {"cost"} and not _cost_due(status.get("cost"), changed["cost"], now):
             changed = {}
-        await _write(config, key, body, changed, decision.events)
+        if await _write(config, key, body, changed, decision.events) and "cost" in changed:
+            WORLD.forget_gone_pods(key, list(gone))
         recheck = decision.recheck_after
         if plan.launcher == "rayjob" and decision.status["phase"] not in FINISHED_PHASES:
             recheck = RAY_POLL_SECONDS if recheck is None else min(recheck, RAY_POLL_SECONDS)
         WORLD.mark_after(key, recheck)
 
 
-async def _write(config: OperatorConfig, key, body: dict, fields: dict, events) -> None:
-    """Patch the status fields that changed and post the events."""
+async def _write(config: OperatorConfig, key, body: dict, fields: dict, events) -> bool:
+    """Patch the status fields that changed and post the events; whether the status has them."""
+    patched = None
     if fields:
         patched = await _patch_status(config.kube, key, fields)
         if patched:
@@ -283,6 +287,7 @@ async def _write(config: OperatorConfig, key, body: dict, fields: dict, events) 
             await config.kube.create(build_event(body, type_, reason, message, now))
         except ApiException as error:  # e.g. the namespace is terminating: the status is what counts
             log.warning("event %s for %s/%s not posted: %s", reason, *key, error.reason)
+    return bool(patched)
 
 
 def _price(config: OperatorConfig, job, plan: Plan) -> float:
@@ -293,8 +298,9 @@ def _cost_due(old: dict | None, new: dict, now: datetime) -> bool:
     """Whether a cost-only change is worth a write: rarely while only the running total grows
     (every job's status every few seconds would load the API server), at once otherwise."""
     old = dict(old or {})
-    if {k: v for k, v in new.items() if k not in ("gpuSeconds", "usd", "updatedAt")} != \
-            {k: v for k, v in old.items() if k not in ("gpuSeconds", "usd", "updatedAt")}:
+    growing = ("gpuSeconds", "usd", "updatedAt", "pods")  # pods: only their seconds grow
+    if {k: v for k, v in new.items() if k not in growing} != {k: v for k, v in old.items() if k not in growing} \
+            or {p["uid"] for p in new.get("pods") or []} != {p["uid"] for p in old.get("pods") or []}:
         return True
     if new.get("gpuSeconds") == old.get("gpuSeconds"):
         return False

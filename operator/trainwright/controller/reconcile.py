@@ -34,6 +34,7 @@ class Observed:
     pod_seconds: dict[str, float]  # pod UID -> GPU-seconds (CPU-worker-seconds for CPU jobs), pods there now
     now: datetime
     waiting: str = ""  # why pods are not running yet, e.g. the scheduler's Unschedulable message
+    gone_seconds: dict[str, float] = field(default_factory=dict)  # pods just deleted, from their final state
 
 
 @dataclass
@@ -66,15 +67,18 @@ def set_condition(conditions: list[dict], type_: str, status: str, reason: str, 
     return [c for c in conditions if c["type"] != type_] + [new]
 
 
-def cost_of(cost: dict | None, pod_seconds: dict[str, float], price_per_hour: float, now: datetime) -> dict:
+def cost_of(cost: dict | None, pod_seconds: dict[str, float], price_per_hour: float, now: datetime,
+            gone_seconds: dict[str, float] | None = None) -> dict:
     """Cost = device-seconds of every pod the job has had: those there now, plus those gone
-    (a deleted or retried pod, a removed launcher's), each at the seconds it was last seen with.
+    (a deleted or retried pod, a removed launcher's), each once, at its final seconds when the
+    watch brought its last state (``gone_seconds``), else at the seconds it was last seen with.
 
-    Pure in the last status and the pods there now, so no pod is lost or counted twice, whatever
-    the order of events; the list is replaced whole by a merge patch."""
-    cost = cost or {}
-    gone = sum(p["seconds"] for p in cost.get("pods") or [] if p["uid"] not in pod_seconds)
-    settled = cost.get("settledGpuSeconds", 0.0) + gone
+    Pure in the last status and the pods, so no pod is lost or counted twice, whatever the
+    order of events; the list is replaced whole by a merge patch."""
+    cost, gone_seconds = cost or {}, gone_seconds or {}
+    last_seen = {p["uid"]: p["seconds"] for p in cost.get("pods") or []}
+    gone = (set(last_seen) | set(gone_seconds)) - set(pod_seconds)
+    settled = cost.get("settledGpuSeconds", 0.0) + sum(gone_seconds.get(uid, last_seen.get(uid, 0.0)) for uid in gone)
     total = settled + sum(pod_seconds.values())
     return {"gpuSeconds": round(total, 3), "usd": round(total * price_per_hour / 3600, 6),
             "settledGpuSeconds": round(settled, 3),
@@ -96,7 +100,7 @@ def reconcile(spec: TrainingJobSpec, status: dict, observed: Observed, price_per
     now, launcher = observed.now, observed.launcher
     old_phase = status.get("phase") or "Pending"
     conditions = list(status.get("conditions") or [])
-    cost = cost_of(status.get("cost"), observed.pod_seconds, price_per_hour, now)
+    cost = cost_of(status.get("cost"), observed.pod_seconds, price_per_hour, now, observed.gone_seconds)
     new = {"cost": cost, "restarts": max(status.get("restarts") or 0, launcher.failures)}
     start = parse_time(status.get("startTime"))
     decision = Decision(status=new)

@@ -44,6 +44,8 @@ class World:
         self.jobs: dict[Key, dict] = {}
         self.launchers: dict[Key, dict] = {}
         self.pods: dict[Key, dict[str, dict]] = defaultdict(dict)
+        # Pods just deleted, in their final state, until the job's cost has them (forget_gone_pods).
+        self.gone_pods: dict[Key, dict[str, dict]] = defaultdict(dict)
         self._seen: dict[Key, tuple[int, bool]] = {}  # (generation, planned) when last queued
         self._new: deque[Key] = deque()
         self._rest: deque[Key] = deque()
@@ -120,6 +122,7 @@ class World:
             self._seen.pop(key, None)
             self.launchers.pop(key, None)
             self.pods.pop(key, None)
+            self.gone_pods.pop(key, None)
             return
         self.jobs[key] = body = _slim_job(body)
         seen = (body["metadata"].get("generation", 0), bool((body.get("status") or {}).get("plan")))
@@ -131,6 +134,14 @@ class World:
         """Our own patch's answer: the freshest copy, without waiting for the watch."""
         if key in self.jobs:
             self.jobs[key] = _slim_job(body)
+
+    def forget_gone_pods(self, key: Key, names: list[str]) -> None:
+        """The job's status now counts these deleted pods: they need not be kept."""
+        gone = self.gone_pods.get(key, {})
+        for name in names:
+            gone.pop(name, None)
+        if not gone:
+            self.gone_pods.pop(key, None)
 
     def saw_launcher(self, event_type: str, key: Key, body: dict) -> None:
         if event_type == "DELETED":
@@ -153,6 +164,8 @@ class World:
             pods.pop(name, None)
             if not pods:  # the job's last pod: keep no empty entry (its job may be gone too)
                 self.pods.pop(key, None)
+            if key in self.jobs:
+                self.gone_pods[key][name] = _slim_pod(body)
         else:
             self.pods[key][name] = _slim_pod(body)
         self.mark_soon(key)
