@@ -273,7 +273,9 @@ def test_prometheus_scrapes_the_operator_through_the_charts_service(real_cluster
     prom = Prometheus(prometheus_binary, tmp_path, targets=[target], port=port, prefix=cluster.netns.command)
     try:
         name = "e2e-watched"
-        run_and_watch(cluster, training_job(name, "fine-tune", FINE_TUNE_MODEL, "pvc://data/living.jsonl"))
+        # The parameter count lets the planner estimate (a pvc:// model's is unknown to it).
+        run_and_watch(cluster, training_job(name, "fine-tune", {**FINE_TUNE_MODEL, "parameters": 100_000},
+                                            "pvc://data/living.jsonl"))
         wait_for(lambda: prom.query(f'trainwright_job_phase{{name="{name}",phase="Succeeded"}} == 1'), timeout=60,
                  message=lambda: f"Prometheus seeing {name} Succeeded\n{prom.logs()}")
         dashboard = json.loads((CHART / "dashboards" / "trainwright.json").read_text())
