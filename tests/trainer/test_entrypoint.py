@@ -1,5 +1,6 @@
 """The container contract: the job from a file or inline JSON, the defaults, clear errors."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -7,9 +8,12 @@ import sys
 
 import pytest
 
-from trainer_helpers import TINY_CLASSIFIER, cpu_plan, make_job
+import torch
+
+from trainer_helpers import TINY_CLASSIFIER, TINY_GPT, cpu_plan, make_job, settings_for
 from trainwright.trainer.environment import load_job, settings_from_env
 from trainwright.trainer.errors import TrainerError
+from trainwright.trainer.runner import run_job
 
 JOB = make_job("scratch", {"task": "sequence-classification", "architecture": TINY_CLASSIFIER},
                {"source": "pvc://data/train.jsonl"}, name="contract")
@@ -64,3 +68,28 @@ def test_entrypoint_prints_one_line_and_exits_1_on_bad_data(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: {tmp_path}/data/train.jsonl line 2: missing text field 'text' (spec.dataset.textField)")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.device_count() > 0, reason="needs a machine where CUDA sees no GPU")
+def test_entrypoint_given_gpus_that_cuda_cannot_see_exits_1_with_one_line_before_training(tmp_path):
+    env = {**os.environ, "TRAINWRIGHT_JOB": json.dumps(resolved()), "TRAINWRIGHT_POD_GPUS": "2",
+           "TRAINWRIGHT_OUTPUT_DIR": str(tmp_path / "out"), "TRAINWRIGHT_REPORTERS": "jsonl"}
+    done = subprocess.run([sys.executable, "-m", "trainwright.trainer"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: status.plan.gpus: ") and "given 2 GPU(s)" in line and "CUDA sees 0" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_trainer_creates_its_job_folders_on_an_empty_claim(tmp_path):
+    """The claim is mounted whole: CLAIM/JOB/output and CLAIM/JOB/checkpoints do not exist yet."""
+    job = make_job("scratch", {"task": "causal-lm", "architecture": TINY_GPT}, {"source": "builtin:patterns", "samples": 200},
+                   {"epochs": 1}, {"everySteps": 2}, name="claimed")
+    claim = tmp_path / "claim"
+    claim.mkdir()
+    settings = dataclasses.replace(settings_for(job, claim / "claimed" / "output"),
+                                   checkpoint_dir=str(claim / "claimed" / "checkpoints"))
+    run_job(settings)
+    assert (claim / "claimed" / "output" / "model" / "config.json").exists()
+    assert (claim / "claimed" / "output" / "metrics.jsonl").exists()
+    assert any(p.name.startswith("step-") for p in (claim / "claimed" / "checkpoints").iterdir())

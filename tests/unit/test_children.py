@@ -155,3 +155,23 @@ def test_single_pod_cpu_job_requests_cpu_for_every_worker(job_dict):
     launcher = children_of(job_dict)[2][-1]
     assert launcher["kind"] == "Job"
     assert launcher["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "6"
+
+
+def test_gpu_rayjob_keeps_its_gpu_worker_group_and_no_worker_on_the_head(job_dict):
+    job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {"family": "gpt", "layers": 2, "hidden": 64}})
+    job_dict["spec"]["resources"].update(gpus=16, gpusPerNode=8, cpusPerWorker=2)
+    cluster = children_of(job_dict)[2][-1]["spec"]["rayClusterSpec"]
+    [workers] = cluster["workerGroupSpecs"]
+    assert workers["groupName"] == "gpu-workers" and workers["rayStartParams"] == {"num-gpus": "8"}
+    assert workers["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "16"
+    assert cluster["headGroupSpec"]["rayStartParams"] == {"num-cpus": "0", "num-gpus": "0"}
+
+
+def test_without_a_checkpoint_claim_outputs_stay_in_the_pods_emptydir(job_dict):
+    job_dict["spec"].pop("checkpoint", None)
+    pod = children_of(job_dict)[2][-1]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["TRAINWRIGHT_OUTPUT_DIR"] == "/workspace/output" and "TRAINWRIGHT_CHECKPOINT_DIR" not in env
+    assert not any("persistentVolumeClaim" in v and v["persistentVolumeClaim"]["claimName"] == "ckpt" for v in pod["volumes"])
+    assert "/mnt/trainwright" not in {m["mountPath"] for m in container["volumeMounts"]}

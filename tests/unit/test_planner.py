@@ -216,3 +216,32 @@ def test_cpu_fine_tune_with_many_workers_is_sized_down_and_says_so(job_dict):
     plan = plan_job(spec, CATALOG)
     assert (plan.workers, plan.pods, plan.launcher) == (1, 1, "job")
     assert any("sized down from 4 workers to 1" in note for note in plan.notes), plan.notes
+
+
+HYBRID_MODEL = {"source": "hf://gpt2", "task": "causal-lm", "head": [{"type": "relu"}]}
+
+
+@pytest.mark.parametrize(("workers", "per_pod"), [(4, None), (4, 2), (6, 3)])
+def test_cpu_hybrid_with_many_workers_is_sized_like_cpu_scratch(job_dict, workers, per_pod):
+    def sized(strategy, model):
+        spec = spec_of(copy.deepcopy(job_dict), strategy=strategy, model=model, resources__gpus=0,
+                       resources__workers=workers, resources__workersPerPod=per_pod)
+        plan = plan_job(spec, CATALOG)
+        return plan.launcher, plan.workers, plan.pods, plan.gpus, plan.gpusPerPod
+
+    assert sized("hybrid", HYBRID_MODEL) == sized("scratch", {"task": "causal-lm", "architecture": GPT})
+
+
+def test_the_default_single_cpu_worker_keeps_its_note(job_dict):
+    plan = plan_job(spec_of(job_dict, strategy="scratch", model={"task": "causal-lm", "architecture": GPT},
+                            resources__gpus=0), CATALOG)
+    assert "no GPUs asked for: one CPU worker" in plan.notes
+
+
+def test_more_cpu_workers_finish_sooner_and_never_cost_less(job_dict):
+    plans = [plan_job(spec_of(copy.deepcopy(job_dict), **SCRATCH, resources__gpus=0, resources__workers=w,
+                              resources__workersPerPod=1 if w > 1 else None), CATALOG) for w in (1, 2, 4, 8)]
+    seconds = [p.estimatedSeconds for p in plans]
+    costs = [p.estimatedCostUSD for p in plans]
+    assert seconds == sorted(seconds, reverse=True) and len(set(seconds)) == len(seconds)
+    assert all(b >= a * 0.999 for a, b in zip(costs, costs[1:]))

@@ -130,6 +130,7 @@ RESTRICTED_POD_SECURITY = {
 
 
 def workers_per_pod(plan: Plan) -> int:
+    """Ray Train workers in one pod: every pod of a plan hosts the same number."""
     return max(1, plan.workers // max(1, plan.pods))
 
 
