@@ -175,3 +175,16 @@ def test_without_a_checkpoint_claim_outputs_stay_in_the_pods_emptydir(job_dict):
     assert env["TRAINWRIGHT_OUTPUT_DIR"] == "/workspace/output" and "TRAINWRIGHT_CHECKPOINT_DIR" not in env
     assert not any("persistentVolumeClaim" in v and v["persistentVolumeClaim"]["claimName"] == "ckpt" for v in pod["volumes"])
     assert "/mnt/trainwright" not in {m["mountPath"] for m in container["volumeMounts"]}
+
+
+def test_a_job_across_pods_without_a_shared_claim_is_refused_before_launch(job_dict):
+    import asyncio
+
+    from trainwright.controller.handlers import preflight
+
+    job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {"family": "gpt", "layers": 2, "hidden": 64}})
+    job_dict["spec"]["resources"] = {"gpus": 0, "workers": 2, "workersPerPod": 1}
+    job_dict["spec"].pop("checkpoint", None)
+    job = parse_job(job_dict)
+    reason, message = asyncio.run(preflight(job, plan_job(job.spec, default_catalog()), kube=None))
+    assert reason == "SharedClaimMissing" and message.startswith("spec.checkpoint.pvc: a job across 2 pods")

@@ -125,9 +125,13 @@ def failed(status: dict, reason: str, message: str) -> dict:
 
 
 async def preflight(job, plan: Plan, kube: Kube) -> tuple[str, str] | None:
-    """What the cluster lacks for this plan, as (reason, message)."""
+    """What the job or the cluster lacks for this plan, as (reason, message)."""
+    if plan.pods > 1 and not job.spec.checkpoint.pvc:
+        return "SharedClaimMissing", (f"spec.checkpoint.pvc: a job across {plan.pods} pods needs a checkpoint claim "
+                                      "that every pod mounts (ReadWriteMany across nodes): the model and result of "
+                                      "rank 0 reach the driver on the head pod through it")
     if plan.launcher == "rayjob" and not await kube.has_resource(c.RAY_GROUP, c.RAY_VERSION, c.RAY_JOBS):
-        return "KubeRayMissing", (f"the plan needs {plan.pods} nodes, which run as a KubeRay RayJob, "
+        return "KubeRayMissing", (f"the plan needs {plan.pods} pods, which run as a KubeRay RayJob, "
                                   "but KubeRay's CRDs are not installed")
     namespace = job.metadata.namespace
     for field_, claim in claims_of(job):
