@@ -183,13 +183,18 @@ def resumed_at(cluster, pod: dict) -> int:
     return int(line.split(" at step ")[1].split()[0])
 
 
-def test_a_deleted_trainer_pod_is_replaced_and_resumes_from_the_newest_checkpoint(real_cluster, jobs_namespace):
-    cluster = real_cluster
-    name = "e2e-resume"
+def start_checkpointing_job(cluster, name: str) -> int:
+    """A fine-tune long enough to interrupt, checkpointing often; the step of its first checkpoint."""
     job = training_job(name, "fine-tune", FINE_TUNE_MODEL, "pvc://data/living.jsonl", training={"epochs": 8})
     job["spec"]["checkpoint"]["everySteps"] = 25
     apply(cluster, job)
-    first_checkpoint = wait_for_checkpoint(cluster, name)
+    return wait_for_checkpoint(cluster, name)
+
+
+def test_a_deleted_trainer_pod_is_replaced_and_resumes_from_the_newest_checkpoint(real_cluster, jobs_namespace):
+    cluster = real_cluster
+    name = "e2e-resume"
+    first_checkpoint = start_checkpointing_job(cluster, name)
     first = pods_of(cluster, name)[0]
     cluster.kubectl("delete", "pod", "-n", JOBS_NS, first["metadata"]["name"], "--wait=true", timeout=120)
     first_seconds = pod_seconds(first)
@@ -212,10 +217,7 @@ def test_a_deleted_trainer_pod_is_replaced_and_resumes_from_the_newest_checkpoin
 def test_suspend_removes_the_pods_and_resume_continues_from_the_checkpoint(real_cluster, jobs_namespace):
     cluster = real_cluster
     name = "e2e-suspend"
-    job = training_job(name, "fine-tune", FINE_TUNE_MODEL, "pvc://data/living.jsonl", training={"epochs": 8})
-    job["spec"]["checkpoint"]["everySteps"] = 25
-    apply(cluster, job)
-    first_checkpoint = wait_for_checkpoint(cluster, name)
+    first_checkpoint = start_checkpointing_job(cluster, name)
     cluster.kubectl("patch", "trainingjob", name, "-n", JOBS_NS, "--type=merge", "-p", '{"spec":{"suspend":true}}')
     wait_phase(cluster, name, "Suspended", timeout=60)
     wait_for(lambda: not pods_of(cluster, name), timeout=90, message=f"the pods of {name} gone while suspended")
