@@ -46,19 +46,9 @@ mkdir -p "$BIN"
 WORK="$CACHE/build/$KEY"
 mkdir -p "$WORK"
 BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-SUMMARY=()
-
-have() { local f; for f in "$@"; do [[ -s "$BIN/$f" ]] || return 1; done; }
+# shellcheck source=hack/build-lib.sh
+source "$HERE/build-lib.sh"
 moddir() { "$GO" mod download -json "$1" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
-timed() {  # timed NAME CMD...
-  local name="$1"; shift
-  local t0=$SECONDS
-  echo "==> building $name"
-  "$@"
-  local dt=$((SECONDS - t0))
-  echo "==> built $name in ${dt}s"
-  SUMMARY+=("$name: built in ${dt}s")
-}
 
 build_k8s() {
   local dir="$WORK/k8s" minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"

@@ -41,18 +41,8 @@ PYTHON="${PYTHON:-$(command -v python3)}"
 mkdir -p "$BIN"
 WORK="$CACHE/build/$KEY"
 mkdir -p "$WORK"
-SUMMARY=()
-
-have() { local f; for f in "$@"; do [[ -s "$BIN/$f" ]] || return 1; done; }
-timed() {  # timed NAME CMD...
-  local name="$1"; shift
-  local t0=$SECONDS
-  echo "==> building $name"
-  "$@"
-  local dt=$((SECONDS - t0))
-  echo "==> built $name in ${dt}s"
-  SUMMARY+=("$name: built in ${dt}s")
-}
+# shellcheck source=hack/build-lib.sh
+source "$HERE/build-lib.sh"
 
 build_kube() {
   local dir="$WORK/k8s" minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"

@@ -33,10 +33,6 @@ from typing import Any
 from devcluster.controlplane import ControlPlane, ControlPlaneError, wait_for, write_kubeconfig
 from devcluster.images import ImageSet, import_into_containerd, prune_containerd
 
-KUBE_VERSION = "v1.35.4"
-CONTAINERD_VERSION = "v2.4.2"
-COREDNS_VERSION = "v1.15.0"
-
 NETNS = "trainwright-node"
 NODE_NAME = "trainwright-node"
 NODE_IP = "10.77.0.2"
