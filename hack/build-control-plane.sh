@@ -35,19 +35,10 @@ if [[ "${1:-}" == "--print-bin-dir" ]]; then
   exit 0
 fi
 
-GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
-[[ -x "$GO" ]] || { echo "error: go not found (set GO=/path/to/go)" >&2; exit 1; }
-export CGO_ENABLED=0
-export GOFLAGS="${GOFLAGS:--trimpath}"
-export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
-PYTHON="${PYTHON:-$(command -v python3)}"
-
-mkdir -p "$BIN"
-WORK="$CACHE/build/$KEY"
-mkdir -p "$WORK"
-BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 # shellcheck source=hack/build-lib.sh
 source "$HERE/build-lib.sh"
+
+BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 moddir() { "$GO" mod download -json "$1" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'; }
 
 build_k8s() {

@@ -31,18 +31,9 @@ if [[ "${1:-}" == "--print-bin-dir" ]]; then
   exit 0
 fi
 
-GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
-[[ -x "$GO" ]] || { echo "error: go not found (set GO=/path/to/go)" >&2; exit 1; }
-export CGO_ENABLED=0
-export GOFLAGS="${GOFLAGS:--trimpath}"
-export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
-PYTHON="${PYTHON:-$(command -v python3)}"
-
-mkdir -p "$BIN"
-WORK="$CACHE/build/$KEY"
-mkdir -p "$WORK"
 # shellcheck source=hack/build-lib.sh
 source "$HERE/build-lib.sh"
+
 
 build_kube() {
   local dir="$WORK/k8s" minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"

@@ -24,10 +24,7 @@ from e2ekit import CLAIMS, JOBS_NS, RAY_NS, RELEASE, RESTRICTED, SYSTEM_NS, appl
 
 # The chart tier's Prometheus runner and its tool lookup, shared rather than copied.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
-from chartkit import find_tool, require  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "trainwright"
+from chartkit import CHART, find_tool, require  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
