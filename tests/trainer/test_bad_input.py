@@ -168,3 +168,17 @@ def test_model_files_the_pod_cannot_read_are_named(tmp_path, monkeypatch):
                    {"source": "builtin:living"})
     message = error_of(job, tmp_path, pvc_root=tmp_path)
     assert f"spec.model.source: pvc://models/base: model.safetensors not readable by uid {os.getuid()}" in message
+
+
+def test_a_plan_whose_strategy_the_spec_cannot_run_is_refused_by_the_planners_own_list(tmp_path):
+    """auto planned as hybrid without a head (a plan made elsewhere): needs_for, the one list of what
+    each strategy needs, says so before anything is read."""
+    from trainer_helpers import cpu_plan
+    from trainwright.trainer.settings import RunSettings
+
+    job = make_job("auto", {"task": "sequence-classification", "source": "builtin:tiny-classifier"},
+                   {"source": "builtin:living", "samples": 100})
+    settings = RunSettings(job=job, plan=cpu_plan("hybrid"), output_dir=str(tmp_path / "out"),
+                           checkpoint_dir=str(tmp_path / "out" / "checkpoints"))
+    with pytest.raises(TrainerError, match=r"^spec\.model\.head: strategy hybrid needs model\.head \(new layers\)$"):
+        prepare(settings, CPU)

@@ -93,3 +93,24 @@ def test_the_trainer_creates_its_job_folders_on_an_empty_claim(tmp_path):
     assert (claim / "claimed" / "output" / "model" / "config.json").exists()
     assert (claim / "claimed" / "output" / "metrics.jsonl").exists()
     assert any(p.name.startswith("step-") for p in (claim / "claimed" / "checkpoints").iterdir())
+
+
+def test_a_sigterm_during_start_up_stops_the_trainer_with_a_checkpoint(tmp_path):
+    """In a pod the trainer is PID 1, and a signal PID 1 does not handle is dropped: a SIGTERM
+    before the handler existed was lost and the pod lived out its grace period. The entrypoint
+    handles SIGTERM before its slow imports, so one that comes during them still stops it."""
+    import signal
+    import time
+
+    job = make_job("scratch", {"task": "causal-lm", "architecture": TINY_GPT},
+                   {"source": "builtin:patterns", "samples": 4000}, {"epochs": 50}, name="early")
+    document = {**job.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "status": {"plan": cpu_plan("scratch").to_wire()}}
+    env = {**os.environ, "TRAINWRIGHT_JOB": json.dumps(document), "TRAINWRIGHT_OUTPUT_DIR": str(tmp_path / "out"),
+           "TRAINWRIGHT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"), "TRAINWRIGHT_REPORTERS": "jsonl"}
+    process = subprocess.Popen([sys.executable, "-m", "trainwright.trainer"], env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # importing torch and transformers takes longer than this
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    assert "stopped at step" in stderr, stderr[-2000:]

@@ -1,6 +1,7 @@
 """A run killed at any point resumes from its newest checkpoint and ends with the same weights
 as a run that was never interrupted (CPU, same seed)."""
 
+import contextlib
 import itertools
 import json
 import os
@@ -10,9 +11,10 @@ import sys
 import time
 
 import torch
-from safetensors.torch import load_file
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from trainer_helpers import TINY_CLASSIFIER, Evaluations, cpu_plan, make_job, settings_for
+from trainer_helpers import TINY_CLASSIFIER, Evaluations, assert_same_weights, cpu_plan, make_job, settings_for
+from trainer_helpers import saved_weights as weights
 from trainwright.trainer.runner import run_job
 
 JOB = make_job("scratch", {"task": "sequence-classification", "architecture": TINY_CLASSIFIER},
@@ -42,16 +44,6 @@ def wait_for_checkpoint(output, process, timeout=120):
         assert process.poll() is None, process.stderr.read()
         time.sleep(0.01)
     raise AssertionError("no checkpoint appeared")
-
-
-def weights(output):
-    return load_file(output / "model" / "model.safetensors")
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
 
 
 def reference(_cache={}):
@@ -107,16 +99,28 @@ def run_in_process(tmp_path, stop_at=None, reporter=None):
                    {"epochs": 3, "freezeEpochs": 1, "earlyStopping": {"metric": "val_accuracy", "patience": 5}},
                    {"everySteps": 7, "keep": 1})
     prepared = prepare(settings_for(job, tmp_path), torch.device("cpu"))
-    result = train(prepared.built, prepared.train_set, prepared.validation, prepared.config, device=torch.device("cpu"),
-                   checkpointer=Checkpointer(tmp_path / "checkpoints", 1), num_labels=2, reporter=reporter,
-                   should_stop=stop_after(stop_at))
+    with stop_after(stop_at) as should_stop:
+        result = train(prepared.built, prepared.train_set, prepared.validation, prepared.config, device=torch.device("cpu"),
+                       checkpointer=Checkpointer(tmp_path / "checkpoints", 1), num_labels=2, reporter=reporter,
+                       should_stop=should_stop)
     return prepared.built.model.state_dict(), result
 
 
+@contextlib.contextmanager
 def stop_after(steps):
-    """A stop flag that rises after `steps` steps (the loop asks once per step)."""
-    calls = itertools.count(1)
-    return lambda: steps is not None and next(calls) >= steps
+    """A stop flag that rises once `steps` optimizer steps are done (the loop asks after every step
+    and before every evaluation batch)."""
+    done = itertools.count(1)
+    taken = [0]
+
+    def count(optimizer, args, kwargs):
+        taken[0] = next(done)
+
+    hook = register_optimizer_step_post_hook(count)
+    try:
+        yield lambda: steps is not None and taken[0] >= steps
+    finally:
+        hook.remove()
 
 
 def test_resume_across_an_epoch_end_repeats_its_evaluation_exactly(tmp_path):

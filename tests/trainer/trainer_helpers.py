@@ -1,8 +1,10 @@
 """Builders the trainer tests share: tiny architectures, jobs, plans and run settings."""
 
+from pathlib import Path
+
 from trainwright.api import TrainingJob, parse_job
 from trainwright.api.status import Plan
-from trainwright.trainer.runner import RunSettings
+from trainwright.trainer.settings import RunSettings
 
 TINY_CLASSIFIER = {"family": "classifier", "layers": 1, "hidden": 32, "heads": 2, "vocabSize": 128, "contextLength": 64}
 TINY_GPT = {"family": "gpt", "layers": 1, "hidden": 32, "heads": 2, "vocabSize": 128, "contextLength": 64}
@@ -43,3 +45,19 @@ class Evaluations:
 
     def on_eval(self, metrics):
         self.seen.append(metrics)
+
+
+def saved_weights(output) -> dict:
+    """The model a run saved in `output`, tensor by name."""
+    from safetensors.torch import load_file
+
+    return load_file(Path(output) / "model" / "model.safetensors")
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    """Bit for bit: a resumed run must end exactly where an uninterrupted one does."""
+    import torch
+
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name

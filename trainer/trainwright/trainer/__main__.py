@@ -7,10 +7,16 @@ on stderr), 143 stopped by SIGTERM after writing a checkpoint (the next start re
 import os
 import sys
 
+from trainwright.trainer import preemption
 from trainwright.trainer.errors import TrainerError
 
 
 def main() -> int:
+    # First, before the imports that take seconds: in a container the trainer is PID 1, and the
+    # kernel drops a signal PID 1 has no handler for, so a SIGTERM during start-up (a job
+    # deleted or preempted right after its pod started) would be lost and the pod would live
+    # out its whole grace period.
+    preemption.install()
     try:
         import torch
 

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 from trainwright.api import GROUP, PLURAL, VERSION
+from trainwright.api import pod_contract as pod
 from trainwright.api.status import Progress
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -21,20 +22,20 @@ log = logging.getLogger(__name__)
 
 def api_server() -> str:
     """The API server URL: TRAINWRIGHT_KUBE_API, else the in-cluster service address."""
-    explicit = os.environ.get("TRAINWRIGHT_KUBE_API")
+    explicit = os.environ.get(pod.KUBE_API_ENV)
     if explicit:
         return explicit.rstrip("/")
     host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     if not host:
-        raise RuntimeError("not in a cluster: KUBERNETES_SERVICE_HOST is unset (set TRAINWRIGHT_KUBE_API)")
+        raise RuntimeError(f"not in a cluster: KUBERNETES_SERVICE_HOST is unset (set {pod.KUBE_API_ENV})")
     return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 class KubernetesReporter:
     def __init__(self, job_name: str, namespace: str, timeout: float = 10.0):
         self.url = (f"{api_server()}/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{job_name}/status")
-        self.token_file = os.environ.get("TRAINWRIGHT_KUBE_TOKEN_FILE", f"{SA_DIR}/token")
-        ca_file = os.environ.get("TRAINWRIGHT_KUBE_CA_FILE", f"{SA_DIR}/ca.crt")
+        self.token_file = os.environ.get(pod.KUBE_TOKEN_FILE_ENV, f"{SA_DIR}/token")
+        ca_file = os.environ.get(pod.KUBE_CA_FILE_ENV, f"{SA_DIR}/ca.crt")
         self.context = ssl.create_default_context(cafile=ca_file) if os.path.exists(ca_file) else ssl.create_default_context()
         self.timeout = timeout
         self.metrics: dict[str, float] = {}

@@ -6,7 +6,9 @@ The embedded default of `trainwright run`, and the quickest way to debug a job.
 from pathlib import Path
 
 from trainwright.api import Plan, TrainingJob
-from trainwright.trainer.runner import RunOutcome, RunSettings, run_job
+from trainwright.api import pod_contract as pod
+from trainwright.trainer.runner import RunOutcome, choose_device, run_job
+from trainwright.trainer.settings import RunSettings
 
 
 def plan_locally(job: TrainingJob, catalog=None) -> Plan:
@@ -18,7 +20,7 @@ def plan_locally(job: TrainingJob, catalog=None) -> Plan:
 def run_local(
     job: TrainingJob, plan: Plan | None = None, output_dir: str | Path = "runs/job", *, workers: int | None = None,
     reporters: list[str] | tuple[str, ...] = ("console", "jsonl"), checkpoint_dir: str | Path | None = None,
-    pvc_root: str | Path = "/mnt/pvc", metrics_port: int = 9090, log_every: int | None = None,
+    pvc_root: str | Path = pod.PVC_ROOT, metrics_port: int = pod.METRICS_PORT, log_every: int | None = None,
 ) -> RunOutcome:
     """Train `job` under `output_dir` (checkpoints/, metrics.jsonl, model/, result.json).
 
@@ -33,3 +35,19 @@ def run_local(
         workers=workers or plan.workers, log_every=log_every,
     )
     return run_job(settings)
+
+
+def calibration_record(job: TrainingJob, plan: Plan, outcome: RunOutcome, catalog=None):
+    """What this finished run measured, for later plans of like jobs (None for an interrupted
+    run or one that took no step)."""
+    from trainwright.planner import default_catalog, measured_run
+    from trainwright.planner.catalog import CPU
+
+    result = outcome.result
+    if result.interrupted or result.step == 0:
+        return None
+    on_gpu = choose_device(plan).type == "cuda"
+    return measured_run(job.spec, plan.strategy, job.spec.resources.gpuType if on_gpu else CPU,
+                        plan.gpus if on_gpu else outcome.workers, outcome.total_parameters, result.samples,
+                        result.step / max(1, result.total_steps), result.seconds, outcome.wall_seconds,
+                        catalog or default_catalog())

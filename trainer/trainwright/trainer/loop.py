@@ -2,51 +2,88 @@
 
 Speed habits (nanoGPT's): autocast to bf16/fp16 on GPU, fused AdamW on CUDA, optional
 torch.compile, and no host sync inside a step: the loss stays on the device and is read only
-at report intervals. Resumable: a checkpoint holds model, optimizer, scheduler, RNG states and
-the data position (step; each epoch's order comes from the seed).
+at report intervals; a batch without padding goes to the model without an attention mask (the
+same attention, through SDPA's causal flag instead of a mask tensor). Resumable: a checkpoint
+holds model, optimizer, scheduler, RNG states and the `LoopState` (the step is the data
+position: each epoch's order comes from the seed), under the keys named in `checkpoint`.
 """
 
 import contextlib
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
 
+from trainwright.api.spec import CheckpointSpec, EarlyStoppingSpec, TrainingSpec
 from trainwright.api.status import Progress
-from trainwright.trainer.checkpoint import Checkpointer, restore_rng_state, rng_state
+from trainwright.trainer.checkpoint import (
+    MODEL_KEY, OPTIMIZER_KEY, PROGRESS_KEY, RNG_KEY, SCALER_KEY, SCHEDULER_KEY, TOTAL_STEPS_KEY, Checkpointer,
+    restore_rng_state, rng_state,
+)
 from trainwright.trainer.data import IGNORE_INDEX, TokenizedSet, epoch_order
 from trainwright.trainer.errors import TrainerError
 from trainwright.trainer.evaluation import accuracy, improved, macro_f1, perplexity
-from trainwright.trainer.models import BuiltModel
 from trainwright.trainer.reporting import Reporter, now_rfc3339
 from trainwright.trainer.schedule import lr_factor
+
+if TYPE_CHECKING:  # transformers, which models imports, costs the Ray driver ~200 MB: it builds no model
+    from trainwright.trainer.models import BuiltModel
+
+
+# Peak learning rates when spec.training.learningRate is unset (the spec's field description says the same).
+DEFAULT_LEARNING_RATES = {"fine-tune": 2e-5, "lora": 2e-4, "scratch": 3e-4, "hybrid": 1e-3}
+
+
+def _spec(model, name: str):
+    """The spec's default for a field: the loop's defaults are the spec's, never restated."""
+    return model.model_fields[name].default
 
 
 @dataclass
 class LoopConfig:
+    """The loop's settings (runner.loop_config fills them from a job's spec); the defaults are the
+    spec's (`trainwright.api.spec`), for the tests and benchmarks that build one directly."""
+
     task: str
-    epochs: int = 1
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05
-    max_grad_norm: float = 1.0
+    epochs: int = _spec(TrainingSpec, "epochs")
+    batch_size: int = _spec(TrainingSpec, "batchSize")
+    grad_accum: int = _spec(TrainingSpec, "gradientAccumulation")
+    lr: float = DEFAULT_LEARNING_RATES["scratch"]
+    weight_decay: float = _spec(TrainingSpec, "weightDecay")
+    warmup_ratio: float = _spec(TrainingSpec, "warmupRatio")
+    max_grad_norm: float = _spec(TrainingSpec, "maxGradNorm")
     precision: str = "fp32"  # resolved: bf16, fp16 or fp32
-    compile: bool = False
-    seed: int = 0
-    freeze_epochs: int = 0  # hybrid: epochs with the backbone frozen
-    backbone_lr_scale: float = 1.0
-    early_stopping_metric: str | None = None
-    patience: int = 2
-    min_delta: float = 0.0
-    restore_best: bool = False  # early stopping: end with the weights of the best evaluation
-    checkpoint_every: int = 500
+    compile: bool = _spec(TrainingSpec, "compile")
+    compile_mode: str | None = None  # torch.compile's mode: None (default), "reduce-overhead" (CUDA graphs), "max-autotune"...
+    omit_full_mask: bool = True  # no attention_mask for a batch without padding (exact; see model_inputs)
+    seed: int = _spec(TrainingSpec, "seed")
+    freeze_epochs: int = _spec(TrainingSpec, "freezeEpochs")  # hybrid: epochs with the backbone frozen
+    backbone_lr_scale: float = _spec(TrainingSpec, "backboneLrScale")
+    early_stopping_metric: str | None = None  # None: no early stopping (spec.training.earlyStopping unset)
+    patience: int = _spec(EarlyStoppingSpec, "patience")
+    min_delta: float = _spec(EarlyStoppingSpec, "minDelta")
+    restore_best: bool = _spec(EarlyStoppingSpec, "restoreBest")  # early stopping: end with the best evaluation's weights
+    checkpoint_every: int = _spec(CheckpointSpec, "everySteps")
     log_every: int | None = None  # steps between reports (host syncs); None: about 50 per run, at most 10 apart
     max_steps: int | None = None  # stop after this many steps in total (benchmarks)
+
+
+@dataclass
+class LoopState:
+    """Where a run is, besides its tensors: kept in one object, saved under PROGRESS_KEY and
+    restored from it, so a resumed run goes on exactly where the checkpoint was written."""
+
+    step: int = 0  # optimizer steps done: the data position
+    epochs_done: int = 0  # epochs trained and evaluated
+    best: float | None = None  # early stopping: the best value of the metric so far
+    bad_evals: int = 0  # evaluations since it last improved
+    best_metrics: dict = field(default_factory=dict)  # the best evaluation's metrics
+    metrics: dict = field(default_factory=dict)  # the last evaluation's (or, finished, the exported weights')
+    finished: bool = False
+    stopped_early: bool = False
 
 
 @dataclass
@@ -61,6 +98,8 @@ class LoopResult:
     seconds: float = 0.0  # wall time of this process's steps (not evaluation)
     samples: int = 0  # over all workers
     tokens: int = 0  # over all workers, padding excluded
+    checkpoint: str | None = None  # the last checkpoint this run wrote (rank 0), None if none or it failed
+    checkpoint_seconds: float | None = None  # how long writing it took
 
 
 def steps_per_epoch(rows: int, config: LoopConfig, world: int) -> int:
@@ -93,8 +132,24 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def evaluate(model: nn.Module, data: TokenizedSet, config: LoopConfig, device: torch.device, num_labels: int) -> dict[str, float]:
-    """Loss over the whole set (per sample, or per token for LM) and the task's metrics."""
+def model_inputs(data: TokenizedSet, indices, device: torch.device, config: LoopConfig) -> dict[str, torch.Tensor]:
+    """The batch for `model(**batch)`; without the all-ones attention mask when `omit_full_mask` is
+    set and every sequence in it has the same length (no padding, as in packed causal-lm blocks),
+    which the host knows without looking at the device. The attention is the same, but transformers
+    can then give SDPA `is_causal=True` (the flash kernel) instead of building a mask tensor; under
+    torch.compile it can do so only without a mask (and, on torch < 2.14, only with
+    models.CAUSAL_SDPA). In eager mode transformers reads the ids or mask once per forward either
+    way (a host sync: to see whether the mask is all ones, or to warn about padding without one)."""
+    batch = data.collate(indices, device)
+    if config.omit_full_mask and len({len(data.sequences[i]) for i in indices}) == 1:
+        del batch["attention_mask"]
+    return batch
+
+
+def evaluate(model: nn.Module, data: TokenizedSet, config: LoopConfig, device: torch.device, num_labels: int,
+             stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
+    """Loss over the whole set (per sample, or per token for LM) and the task's metrics; None when
+    `stop()` (asked before each batch) says to stop."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -102,7 +157,10 @@ def evaluate(model: nn.Module, data: TokenizedSet, config: LoopConfig, device: t
     predictions, labels = [], []
     with torch.no_grad(), _autocast(device, config.precision):
         for start in range(0, len(data), config.batch_size):
-            batch = data.collate(range(start, min(start + config.batch_size, len(data))), device)
+            if stop is not None and stop():
+                model.train(was_training)
+                return None
+            batch = model_inputs(data, range(start, min(start + config.batch_size, len(data))), device, config)
             output = model(**batch)
             if config.task == "causal-lm":
                 n = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
@@ -130,16 +188,68 @@ class BestWeights:
     def keep(self, model: nn.Module) -> None:
         weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         if self.checkpointer is not None:
-            self.checkpointer.save_best(weights)
-        else:
-            self.weights = weights
+            try:
+                self.checkpointer.save_best(weights)
+                self.weights = None
+                return
+            except OSError as error:  # a full disk: in memory instead, and never an older best from disk
+                self.checkpointer.forget_best()
+                print(f"warning: best weights kept in memory only ({error.strerror or error})", file=sys.stderr, flush=True)
+        self.weights = weights
 
     def restore(self, model: nn.Module) -> bool:
-        weights = self.checkpointer.load_best() if self.checkpointer is not None else self.weights
+        weights = self.weights
+        if weights is None and self.checkpointer is not None:
+            weights = self.checkpointer.load_best()
         if weights is None:
             return False
         model.load_state_dict(weights)
         return True
+
+
+def _control_group(world: int):
+    """The process group the ranks agree on control decisions in (stopping): the default one when
+    it is gloo (CPU), else a gloo group beside it, so that agreeing never syncs a GPU stream."""
+    if world <= 1:
+        return None
+    import torch.distributed as dist
+
+    return None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+
+
+def _agreed(flag: bool, world: int, group) -> bool:
+    """True on every rank when it is true on any: one all-reduce of one int (0.47 ms for 2 gloo
+    ranks on a loaded 2-core machine; docs/trainer.md, Preemption)."""
+    if world <= 1:
+        return flag
+    import torch.distributed as dist
+
+    value = torch.tensor([int(flag)], dtype=torch.int32)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=group)
+    return bool(value.item())
+
+
+def _shape_mismatch(saved: dict, current: dict) -> str | None:
+    """Why a checkpoint's model weights cannot load into this model (None when they can)."""
+    missing, unexpected = sorted(current.keys() - saved.keys()), sorted(saved.keys() - current.keys())
+    if missing or unexpected:
+        return (f"holds another model: {len(missing)} of this model's tensors missing (e.g. {(missing or ['-'])[0]}), "
+                f"{len(unexpected)} unknown (e.g. {(unexpected or ['-'])[0]})")
+    for name, tensor in current.items():
+        if tuple(saved[name].shape) != tuple(tensor.shape):
+            return f"holds another model: {name} is {tuple(saved[name].shape)} there, {tuple(tensor.shape)} here"
+    return None
+
+
+def _gathered(value, world: int, group) -> list:
+    """Every rank's `value`, in rank order (on rank 0; the others get them too)."""
+    if world <= 1:
+        return [value]
+    import torch.distributed as dist
+
+    values = [None] * world
+    dist.all_gather_object(values, value, group=group)
+    return values
 
 
 def _set_backbone_frozen(backbone: list[nn.Parameter], frozen: bool) -> None:
@@ -148,7 +258,7 @@ def _set_backbone_frozen(backbone: list[nn.Parameter], frozen: bool) -> None:
 
 
 def train(
-    built: BuiltModel, train_set: TokenizedSet, validation: TokenizedSet | None, config: LoopConfig, *,
+    built: "BuiltModel", train_set: TokenizedSet, validation: TokenizedSet | None, config: LoopConfig, *,
     device: torch.device, reporter: Reporter | None = None, checkpointer: Checkpointer | None = None,
     rank: int = 0, world: int = 1, num_labels: int = 0, should_stop: Callable[[], bool] = lambda: False,
 ) -> LoopResult:
@@ -170,36 +280,57 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     trainable = [p for g in groups for p in g["params"]]
 
-    step, epochs_done, best, bad_evals, metrics, finished = 0, 0, None, 0, {}, False
-    best_metrics: dict = {}
+    control = _control_group(world)
+    state = LoopState()
     best_weights = BestWeights(checkpointer) if config.restore_best and config.early_stopping_metric and rank == 0 else None
-    latest = checkpointer.latest() if checkpointer else None
-    if latest is not None:
-        state = checkpointer.load(latest)
-        if state["total_steps"] != total:
-            raise TrainerError(str(latest), f"was written for {state['total_steps']} steps, this run has {total}; "
-                               "use a fresh checkpoint directory for a changed job")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        restore_rng_state(state["rng"])
-        step, epochs_done, best, bad_evals = state["step"], state["epochs_done"], state["best"], state["bad_evals"]
-        metrics, finished = state["metrics"], state["finished"]
-        best_metrics = state.get("best_metrics", {})
-        if rank == 0:  # the one line a person looking at a restarted pod's log wants first
-            print(f"resumed from {latest} at step {step} of {total}", file=sys.stderr, flush=True)
 
-    def save_checkpoint() -> None:
-        if checkpointer is None or rank != 0:
-            return
-        path = checkpointer.save(step, {
-            "step": step, "total_steps": total, "epochs_done": epochs_done, "best": best, "bad_evals": bad_evals,
-            "best_metrics": best_metrics, "metrics": metrics, "finished": finished, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
-        })
+    def fits(saved: dict) -> str | None:
+        """Why a checkpoint does not fit this run (None when it does)."""
+        if saved[TOTAL_STEPS_KEY] != total:
+            return f"written for a run of {saved[TOTAL_STEPS_KEY]} steps, this one has {total}"
+        if len(saved[RNG_KEY]) != world:
+            return f"written by {len(saved[RNG_KEY])} worker(s), this run has {world}"
+        return _shape_mismatch(saved[MODEL_KEY], model.state_dict())
+
+    found = checkpointer.resume(fits) if checkpointer else None
+    resumed_steps = _gathered(found[1][PROGRESS_KEY]["step"] if found else 0, world, control)
+    if len(set(resumed_steps)) > 1:  # e.g. a volume that shows the ranks different files
+        raise TrainerError(str(checkpointer.directory), f"the ranks found different checkpoints (steps {resumed_steps})")
+    if found is not None:
+        latest, saved = found
+        model.load_state_dict(saved[MODEL_KEY])
+        optimizer.load_state_dict(saved[OPTIMIZER_KEY])
+        scheduler.load_state_dict(saved[SCHEDULER_KEY])
+        scaler.load_state_dict(saved[SCALER_KEY])
+        restore_rng_state(saved[RNG_KEY][rank])  # each rank's own: dropout draws as many numbers as its batches hold
+        state = LoopState(**saved[PROGRESS_KEY])
+        if rank == 0:  # the one line a person looking at a restarted pod's log wants first
+            print(f"resumed from {latest} at step {state.step} of {total}", file=sys.stderr, flush=True)
+
+    def save_checkpoint() -> str | None:
+        """Rank 0 writes; every rank calls it (at the same steps), to hand rank 0 its RNG state."""
+        if checkpointer is None:
+            return None
+        rng = _gathered(rng_state(), world, control)
+        if rank != 0:
+            return None
+        try:
+            path = checkpointer.save(state.step, {
+                TOTAL_STEPS_KEY: total, PROGRESS_KEY: asdict(state), MODEL_KEY: model.state_dict(),
+                OPTIMIZER_KEY: optimizer.state_dict(), SCHEDULER_KEY: scheduler.state_dict(),
+                SCALER_KEY: scaler.state_dict(), RNG_KEY: rng,
+            })
+        except OSError as error:  # a full disk: the earlier checkpoints stand, training goes on
+            kept = checkpointer.latest()
+            print(f"warning: checkpoint at step {state.step} not written ({error.strerror or error}); "
+                  f"{'the newest is still ' + kept.name if kept else 'there is none yet'}", file=sys.stderr, flush=True)
+            return None
         if reporter:
-            reporter.on_checkpoint(step, str(path))
+            reporter.on_checkpoint(state.step, str(path))
+        return str(path)
+
+    def stop_agreed() -> bool:
+        return _agreed(should_stop(), world, control)  # every rank stops at the same step
 
     frozen = None
     forward, ddp = model, None
@@ -207,7 +338,7 @@ def train(
     loss_terms, last_loss = 0, None
     samples_per_step = config.batch_size * config.grad_accum * world
     run_start, run_steps, samples, tokens = time.perf_counter(), 0, 0, 0
-    stopped_early = interrupted = False
+    interrupted = False
 
     def report(epoch: int) -> None:
         nonlocal loss_sum, loss_terms, last_loss
@@ -220,13 +351,15 @@ def train(
         elapsed = time.perf_counter() - run_start
         rate = run_steps / elapsed if elapsed > 0 and run_steps else None
         reporter.on_step(Progress(
-            step=step, totalSteps=total, epoch=epoch, ratio=step / total if total else None, loss=last_loss,
-            samplesPerSecond=rate * samples_per_step if rate else None, etaSeconds=(total - step) / rate if rate else None,
-            metrics={k: v for k, v in metrics.items() if k.startswith("val_")} or None, updatedAt=now_rfc3339(),
+            step=state.step, totalSteps=total, epoch=epoch, ratio=state.step / total if total else None, loss=last_loss,
+            samplesPerSecond=rate * samples_per_step if rate else None,
+            etaSeconds=(total - state.step) / rate if rate else None,
+            metrics={k: v for k, v in state.metrics.items() if k.startswith("val_")} or None, updatedAt=now_rfc3339(),
+            stepSeconds=round(elapsed, 3), samplesSeen=samples,
         ))
 
-    for epoch in range(epochs_done, config.epochs):
-        if finished or step >= total:
+    for epoch in range(state.epochs_done, config.epochs):
+        if state.finished:
             break
         want_frozen = bool(built.backbone) and epoch < config.freeze_epochs
         if want_frozen != frozen:
@@ -237,16 +370,16 @@ def train(
                 ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
             forward = ddp if ddp is not None else model
             if config.compile:
-                forward = torch.compile(forward)
+                forward = torch.compile(forward, mode=config.compile_mode)
         order = epoch_order(len(train_set), config.seed, epoch, rank, world)
         micro = config.batch_size
-        for step_in_epoch in range(step - epoch * per_epoch, per_epoch):
-            if step >= total:
+        for step_in_epoch in range(state.step - epoch * per_epoch, per_epoch):
+            if state.step >= total:
                 break
             for m in range(config.grad_accum):
                 start = (step_in_epoch * config.grad_accum + m) * micro
                 indices = order[start:start + micro]
-                batch = train_set.collate(indices, device)
+                batch = model_inputs(train_set, indices, device, config)
                 tokens += train_set.tokens_in(indices) * world
                 sync = ddp is None or m == config.grad_accum - 1
                 with (contextlib.nullcontext() if sync else ddp.no_sync()), _autocast(device, config.precision):
@@ -260,43 +393,52 @@ def train(
             scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            step += 1
+            state.step += 1
             run_steps += 1
             samples += samples_per_step
-            if step % log_every == 0 or step == total:
+            if state.step % log_every == 0 or state.step == total:
                 report(epoch)
-            if step % config.checkpoint_every == 0:
+            if state.step % config.checkpoint_every == 0:
                 save_checkpoint()
-            if should_stop():
+            if stop_agreed():
                 interrupted = True
                 break
         if interrupted:
             break
         seconds = time.perf_counter() - run_start
-        if validation is not None and len(validation) and step == (epoch + 1) * per_epoch:
-            metrics = {"epoch": float(epoch), **evaluate(model, validation, config, device, num_labels)}
+        if validation is not None and len(validation) and state.step == (epoch + 1) * per_epoch:
+            measured = evaluate(model, validation, config, device, num_labels, stop=stop_agreed)
+            if measured is None:  # stopped in the middle: a resumed run evaluates this epoch again
+                interrupted = True
+                break
+            state.metrics = {"epoch": float(epoch), **measured}
             if reporter and rank == 0:
-                reporter.on_eval(metrics)
+                reporter.on_eval(state.metrics)
             if config.early_stopping_metric:
-                value = metrics[config.early_stopping_metric]
-                if improved(config.early_stopping_metric, value, best, config.min_delta):
-                    best, bad_evals, best_metrics = value, 0, dict(metrics)
+                value = state.metrics[config.early_stopping_metric]
+                if improved(config.early_stopping_metric, value, state.best, config.min_delta):
+                    state.best, state.bad_evals, state.best_metrics = value, 0, dict(state.metrics)
                     if best_weights is not None:
                         best_weights.keep(model)
                 else:
-                    bad_evals += 1
-        epochs_done = epoch + 1
+                    state.bad_evals += 1
+        state.epochs_done = epoch + 1
         run_start += time.perf_counter() - run_start - seconds  # evaluation is not training time
-        if config.early_stopping_metric and bad_evals >= config.patience:
-            stopped_early = True
+        if config.early_stopping_metric and state.bad_evals >= config.patience:
+            state.stopped_early = True
             break
-    if not interrupted:
-        finished = True
-        if best_weights is not None and best_metrics and best_weights.restore(model):
-            metrics = best_metrics  # what the exported model scored
-    report(max(0, min(epochs_done, config.epochs) - (0 if interrupted else 1)))
-    save_checkpoint()
+        if state.step >= total:  # max_steps
+            break
+    if not interrupted and not state.finished:
+        state.finished = True
+        if best_weights is not None and state.best_metrics and best_weights.restore(model):
+            state.metrics = state.best_metrics  # what the exported model scored
+    report(max(0, min(state.epochs_done, config.epochs) - (0 if interrupted else 1)))
+    seconds = time.perf_counter() - run_start
+    writing = time.perf_counter()
+    final = save_checkpoint()
     return LoopResult(
-        step=step, total_steps=total, epochs_done=epochs_done, loss=last_loss, metrics=metrics, stopped_early=stopped_early,
-        interrupted=interrupted, seconds=time.perf_counter() - run_start, samples=samples, tokens=tokens,
+        step=state.step, total_steps=total, epochs_done=state.epochs_done, loss=last_loss, metrics=state.metrics,
+        stopped_early=state.stopped_early, interrupted=interrupted, seconds=seconds, samples=samples, tokens=tokens,
+        checkpoint=final, checkpoint_seconds=time.perf_counter() - writing if final else None,
     )

@@ -3,8 +3,16 @@
 scratch: a GPT-2 style decoder or a BERT-style classifier built from `model.architecture`.
 fine-tune: `from_pretrained` on the source, with a LoRA adapter (peft) when one is asked for.
 hybrid: a pre-trained backbone (`AutoModel`) under the spec's new head layers.
+
+Speed settings (docs/trainer.md, "Speed"): attention through torch's scaled_dot_product_attention
+(`ATTENTION`), a causal-lm loss that torch.compile traces in one graph (`name_causal_lm_loss`), and,
+off by default until measured on a GPU, a scratch GPT's vocabulary padded to a multiple of
+`VOCAB_MULTIPLE` (`PaddedVocabGPT2LMHeadModel`) and SDPA's causal flag instead of a built mask
+(`CAUSAL_SDPA`).
 """
 
+import copy
+import inspect
 import json
 import os
 from dataclasses import dataclass, field
@@ -32,6 +40,10 @@ LORA_TARGETS = {
 }
 # Bidirectional encoders: transformers can bolt an LM head on them, but they cannot do causal-lm.
 ENCODER_FAMILIES = {"bert", "roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2", "xlm-roberta", "camembert"}
+# Speed settings; each is exact (the same learning) and measured alone by bench/trainer_gpu.py --ablation.
+ATTENTION = "sdpa"  # torch's fused attention (flash/cuDNN/memory-efficient kernels), not transformers' eager matmuls
+VOCAB_MULTIPLE: int | None = None  # e.g. 64: scratch GPT embedding/LM head rows padded to a multiple (None: exact size)
+CAUSAL_SDPA = "trainwright_causal_sdpa"  # ATTENTION alternative: no mask tensor when a batch has no padding (below)
 BUILTIN_MODELS = {
     "tiny-gpt": ArchitectureSpec(family="gpt", layers=2, hidden=64, heads=4, vocabSize=128, contextLength=128),
     "tiny-classifier": ArchitectureSpec(family="classifier", layers=2, hidden=64, heads=4, vocabSize=128, contextLength=128),
@@ -65,26 +77,122 @@ def _label_maps(labels: TaskLabels) -> dict:
     return {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
 
 
-def build_scratch(arch: ArchitectureSpec, task: str, tokenizer, labels: TaskLabels) -> nn.Module:
-    """A randomly initialised transformers model of the spec's size (torch's global RNG seeds it)."""
+def register_causal_sdpa() -> str:
+    """`CAUSAL_SDPA`: transformers' SDPA attention, but with no mask tensor for a causal batch without padding.
+
+    transformers builds a (batch, 1, q, kv) mask whenever it cannot prove from the host that none
+    is needed, and under torch.compile it never can on torch < 2.14, so SDPA gets `attn_mask` and
+    cannot use the flash kernel. With this implementation a causal layer given no padding mask (the
+    loop passes none for a batch without padding, `LoopConfig.omit_full_mask`) gets `is_causal=True`
+    instead: the same attention. Anything else (padding, decoding with a cache, packed sequences,
+    bidirectional encoders) goes to transformers' own mask builder.
+    """
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import AttentionMaskInterface, causal_mask_function, sdpa_mask
+
+    def mask(**kwargs):
+        plain_causal = kwargs.get("mask_function") is causal_mask_function and kwargs.get("q_length") == kwargs.get("kv_length")
+        from_start = all(isinstance(kwargs.get(k, 0), int) and kwargs.get(k, 0) == 0 for k in ("q_offset", "kv_offset"))
+        if kwargs.get("attention_mask") is None and plain_causal and from_start:
+            return None
+        return sdpa_mask(**kwargs)
+
+    AttentionInterface.register(CAUSAL_SDPA, sdpa_attention_forward)
+    AttentionMaskInterface.register(CAUSAL_SDPA, mask)
+    return CAUSAL_SDPA
+
+
+def name_causal_lm_loss(model: nn.Module) -> nn.Module:
+    """Name the causal-lm loss for models whose class name does not (GPT-2's `GPT2LMHeadModel`).
+
+    Unnamed, transformers logs a warning from inside `forward` on every trace, and torch.compile
+    breaks the graph there: the logits leave one graph and the loss is a second one. Named, it is
+    the same function (`ForCausalLMLoss`, transformers' fallback) in one graph.
+    """
+    if getattr(model, "loss_type", "") is None:
+        model.loss_type = "ForCausalLM"
+    return model
+
+
+class PaddedVocabGPT2LMHeadModel(GPT2LMHeadModel):
+    """GPT-2 whose (tied) embedding and LM head have `padded_vocab` rows, a multiple of 64 or 128 that
+    tensor-core matmuls like (50257 -> 50304), but whose vocabulary is still `config.vocab_size`.
+
+    The logits are sliced to the real vocabulary before anything reads them, so the loss, argmax
+    and generation never see a padded id, and the padded rows (zeros) get no gradient. Every other
+    weight is initialised exactly as in the unpadded model (same RNG draws). `save_pretrained` writes
+    a plain `GPT2LMHeadModel` of the real size, loadable anywhere.
+    """
+
+    def __init__(self, config: GPT2Config, vocab_multiple: int):
+        super().__init__(config)
+        vocab = config.vocab_size
+        self.padded_vocab = -(-vocab // vocab_multiple) * vocab_multiple
+        if self.padded_vocab != vocab:  # new modules would draw from the RNG: the weight alone is replaced
+            padded = torch.zeros(self.padded_vocab, config.n_embd, dtype=self.transformer.wte.weight.dtype)
+            padded[:vocab] = self.transformer.wte.weight.detach()
+            self.transformer.wte.weight = self.lm_head.weight = nn.Parameter(padded)  # tied, as GPT-2's are
+            self.transformer.wte.num_embeddings = self.lm_head.out_features = self.padded_vocab
+        name_causal_lm_loss(self)
+
+    def forward(self, *args, labels=None, **kwargs):
+        loss_kwargs = {k: kwargs.pop(k) for k in ("num_items_in_batch", "ignore_index", "shift_labels") if k in kwargs}
+        output = super().forward(*args, **kwargs)
+        output.logits = output.logits[..., :self.config.vocab_size]
+        if labels is not None:  # .float() of a sliced bf16 tensor is contiguous; an fp32 slice needs the copy
+            output.loss = self.loss_function(output.logits.float().contiguous(), labels, vocab_size=self.config.vocab_size,
+                                             **loss_kwargs)
+        return output
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        vocab = self.config.vocab_size
+        state = {k: v[:vocab] if k in ("transformer.wte.weight", "lm_head.weight") else v for k, v in self.state_dict().items()}
+        with torch.device("meta"):
+            plain = GPT2LMHeadModel(copy.deepcopy(self.config))
+        plain.load_state_dict(state, assign=True)
+        plain.lm_head.weight = plain.transformer.wte.weight
+        plain.generation_config = self.generation_config
+        return plain.save_pretrained(save_directory, *args, **kwargs)
+
+
+# generate() reads forward's parameters (logits_to_keep, attention_mask, ...): show GPT-2's
+PaddedVocabGPT2LMHeadModel.forward.__signature__ = inspect.signature(GPT2LMHeadModel.forward)
+
+
+def build_scratch(arch: ArchitectureSpec, task: str, tokenizer, labels: TaskLabels, *,
+                  vocab_multiple: int | None = VOCAB_MULTIPLE, attention: str = ATTENTION) -> nn.Module:
+    """A randomly initialised transformers model of the spec's size (torch's global RNG seeds it).
+
+    `vocab_multiple` pads a causal-lm GPT's embedding/LM head (`PaddedVocabGPT2LMHeadModel`);
+    `attention` is the attention implementation (`ATTENTION`, or `CAUSAL_SDPA` for a GPT).
+    """
     heads = arch.heads or max(1, arch.hidden // 64)
     if arch.hidden % heads:
         raise TrainerError("spec.model.architecture.heads", f"hidden {arch.hidden} is not a multiple of {heads} heads")
     if len(tokenizer) > arch.vocabSize:
         raise TrainerError("spec.model.architecture.vocabSize", f"{arch.vocabSize} is smaller than the tokenizer's {len(tokenizer)} tokens")
+    if attention == CAUSAL_SDPA:
+        register_causal_sdpa()
     if arch.family == "gpt":
         config = GPT2Config(
             vocab_size=arch.vocabSize, n_positions=arch.contextLength, n_embd=arch.hidden, n_layer=arch.layers,
             n_head=heads, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-            bos_token_id=tokenizer.eos_token_id, **({} if task == "causal-lm" else _label_maps(labels)),
+            bos_token_id=tokenizer.eos_token_id, attn_implementation=attention,
+            **({} if task == "causal-lm" else _label_maps(labels)),
         )
-        return GPT2LMHeadModel(config) if task == "causal-lm" else GPT2ForSequenceClassification(config)
+        if task != "causal-lm":
+            return GPT2ForSequenceClassification(config)
+        if vocab_multiple and vocab_multiple > 1:
+            return PaddedVocabGPT2LMHeadModel(config, vocab_multiple)
+        return name_causal_lm_loss(GPT2LMHeadModel(config))
     if task == "causal-lm":
         raise TrainerError("spec.model.architecture.family", "a classifier cannot do causal-lm; use family gpt")
     config = BertConfig(
         vocab_size=arch.vocabSize, hidden_size=arch.hidden, num_hidden_layers=arch.layers, num_attention_heads=heads,
         intermediate_size=4 * arch.hidden, max_position_embeddings=arch.contextLength,
-        pad_token_id=tokenizer.pad_token_id, **_label_maps(labels),
+        pad_token_id=tokenizer.pad_token_id, attn_implementation="sdpa" if attention == CAUSAL_SDPA else attention,
+        **_label_maps(labels),
     )
     return BertForSequenceClassification(config)
 
@@ -99,7 +207,8 @@ def _builtin(name: str, task: str, labels: TaskLabels) -> BuiltModel:
                            + ", ".join(f"builtin:{n}" for n in BUILTIN_MODELS))
     arch = BUILTIN_MODELS[name]
     tokenizer = train_tokenizer([" ".join(demo.WORDS)], arch.vocabSize, arch.family)
-    return BuiltModel(build_scratch(arch, task, tokenizer, labels), tokenizer, arch.contextLength)
+    # never padded: a hybrid head over a built-in backbone has one output per embedding row
+    return BuiltModel(build_scratch(arch, task, tokenizer, labels, vocab_multiple=None), tokenizer, arch.contextLength)
 
 
 def _pretrained_location(source: Source) -> str:
@@ -158,7 +267,7 @@ def load_pretrained(source: Source, task: str, labels: TaskLabels) -> BuiltModel
             raise TrainerError("spec.model.source", f"{source.text}: a {config.model_type} model is a bidirectional encoder and "
                                "cannot do causal-lm; use a decoder (e.g. gpt2)")
         if task == "causal-lm":
-            model = AutoModelForCausalLM.from_pretrained(location)
+            model = name_causal_lm_loss(AutoModelForCausalLM.from_pretrained(location))
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
                 location, ignore_mismatched_sizes=True, pad_token_id=tokenizer.pad_token_id, **_label_maps(labels),

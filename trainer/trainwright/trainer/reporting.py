@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from trainwright.api.status import Progress
+from trainwright.api import pod_contract as pod
 from trainwright.trainer.errors import TrainerError
 
 REPORTER_NAMES = ("console", "jsonl", "prometheus", "kubernetes")
@@ -203,11 +204,11 @@ def parse_reporter_names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in REPORTER_NAMES]
     if unknown:
-        raise TrainerError("TRAINWRIGHT_REPORTERS", f"unknown reporter {unknown[0]!r}; use a comma list of {', '.join(REPORTER_NAMES)}")
+        raise TrainerError(pod.REPORTERS_ENV, f"unknown reporter {unknown[0]!r}; use a comma list of {', '.join(REPORTER_NAMES)}")
     return names
 
 
-def build_reporters(names: list[str], *, output_dir: str | Path, metrics_port: int = 9090,
+def build_reporters(names: list[str], *, output_dir: str | Path, metrics_port: int = pod.METRICS_PORT,
                     job_name: str | None = None, namespace: str | None = None, title: str = "training") -> Reporters:
     """Reporters by name; the Kubernetes one is throttled to one status patch per 5 s."""
     reporters: list[Reporter] = []
@@ -220,18 +221,18 @@ def build_reporters(names: list[str], *, output_dir: str | Path, metrics_port: i
             reporters.append(PrometheusReporter(metrics_port, {"job": job_name} if job_name else None))
         elif name == "kubernetes":
             if not job_name or not namespace:
-                raise TrainerError("TRAINWRIGHT_REPORTERS", "the kubernetes reporter needs TRAINWRIGHT_JOB_NAME and TRAINWRIGHT_JOB_NAMESPACE")
+                raise TrainerError(pod.REPORTERS_ENV, f"the kubernetes reporter needs {pod.JOB_NAME_ENV} and {pod.JOB_NAMESPACE_ENV}")
             try:
                 from trainwright.trainer.kube_reporter import KubernetesReporter
             except ImportError as error:
-                raise TrainerError("TRAINWRIGHT_REPORTERS", f"the kubernetes reporter is not available: {error}") from None
+                raise TrainerError(pod.REPORTERS_ENV, f"the kubernetes reporter is not available: {error}") from None
             try:
                 kubernetes = KubernetesReporter(job_name, namespace)
             except RuntimeError as error:
-                raise TrainerError("TRAINWRIGHT_REPORTERS", f"the kubernetes reporter cannot start: {error}") from None
+                raise TrainerError(pod.REPORTERS_ENV, f"the kubernetes reporter cannot start: {error}") from None
             reporters.append(Throttled(kubernetes, KUBERNETES_INTERVAL_SECONDS))
         else:
-            raise TrainerError("TRAINWRIGHT_REPORTERS", f"unknown reporter {name!r}; one of {', '.join(REPORTER_NAMES)}")
+            raise TrainerError(pod.REPORTERS_ENV, f"unknown reporter {name!r}; one of {', '.join(REPORTER_NAMES)}")
     return Reporters(reporters)
 
 

@@ -1,59 +1,58 @@
 """One job, start to end: check and prepare everything, train (in process or on Ray), save.
 
-`prepare` does all the reading and checking, so bad input fails before the first step. The
-same `prepare` runs again inside each Ray worker (it is deterministic), so workers need only
-the picklable `RunSettings`.
+`prepare` does all the reading and checking, so bad input fails before the first step. It runs
+where the training runs: in this process for one worker, inside each Ray worker for more (it is
+deterministic), so workers need only the picklable `RunSettings`, and the Ray driver never reads
+the data or builds the model; it checks what needs neither (`check_job`) before Ray starts.
 """
 
 import json
-import signal
-import threading
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from trainwright.api import Plan, TrainingJob
+from trainwright.api import Plan
+from trainwright.api.spec import EarlyStoppingSpec
+from trainwright.planner.plan import needs_for
+from trainwright.trainer import preemption
 from trainwright.trainer.checkpoint import Checkpointer
 from trainwright.trainer.data import TokenizedSet, check_labels, check_texts, pack_blocks, split_indices
 from trainwright.trainer.errors import TrainerError
 from trainwright.trainer.evaluation import metrics_for_task
-from trainwright.trainer.loop import LoopConfig, LoopResult, steps_per_epoch, train
-from trainwright.trainer.models import (
-    BuiltModel, TaskLabels, apply_lora, build_scratch, load_hybrid, load_pretrained, scratch_tokenizer,
-)
+from trainwright.trainer.loop import DEFAULT_LEARNING_RATES, LoopConfig, LoopResult, steps_per_epoch, train
 from trainwright.trainer.records import read_records
 from trainwright.trainer.reporting import build_reporters
+from trainwright.trainer.settings import RunSettings, job_fingerprint
 from trainwright.trainer.sources import resolve_source
 
-DEFAULT_LEARNING_RATES = {"fine-tune": 2e-5, "lora": 2e-4, "scratch": 3e-4, "hybrid": 1e-3}
-
-
-@dataclass
-class RunSettings:
-    """Everything a worker needs; picklable, so Ray can ship it."""
-
-    job: TrainingJob
-    plan: Plan
-    output_dir: str
-    checkpoint_dir: str
-    pvc_root: str = "/mnt/pvc"
-    reporters: list[str] = field(default_factory=lambda: ["console", "jsonl"])
-    metrics_port: int = 9090
-    workers: int = 1
-    namespace: str | None = None
-    job_name: str | None = None  # defaults to metadata.name
-    log_every: int | None = None
+if TYPE_CHECKING:
+    from trainwright.trainer.models import BuiltModel, TaskLabels
 
 
 @dataclass
 class Prepared:
-    built: BuiltModel
+    built: "BuiltModel"
     train_set: TokenizedSet
     validation: TokenizedSet | None
-    labels: TaskLabels
+    labels: "TaskLabels"
     config: LoopConfig
+
+
+@dataclass
+class WorkerOutcome:
+    """What rank 0 (or the single process) hands back: the loop's result and the model's size."""
+
+    result: LoopResult
+    trainable_parameters: int
+    total_parameters: int
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WorkerOutcome":
+        return cls(LoopResult(**data["result"]), data["trainable_parameters"], data["total_parameters"])
 
 
 @dataclass
@@ -80,38 +79,52 @@ def resolve_precision(requested: str, device: torch.device) -> str:
 
 
 def loop_config(settings: RunSettings, device: torch.device) -> LoopConfig:
+    """The loop's settings, each from the spec (whose defaults apply); none restated here. The
+    hybrid fields pass through as they are: only a hybrid model has a backbone to freeze."""
     spec, strategy = settings.job.spec, settings.plan.strategy
     training = spec.training
     default_lr = DEFAULT_LEARNING_RATES["lora" if strategy == "fine-tune" and spec.model.adapter else strategy]
     early = training.earlyStopping
+    stopping = early or EarlyStoppingSpec()  # its defaults; unused without a metric
     return LoopConfig(
         task=spec.model.task, epochs=training.epochs, batch_size=training.batchSize, grad_accum=training.gradientAccumulation,
         lr=training.learningRate or default_lr, weight_decay=training.weightDecay, warmup_ratio=training.warmupRatio,
         max_grad_norm=training.maxGradNorm, precision=resolve_precision(training.precision, device), compile=training.compile,
-        seed=training.seed, freeze_epochs=training.freezeEpochs if strategy == "hybrid" else 0,
-        backbone_lr_scale=training.backboneLrScale if strategy == "hybrid" else 1.0,
-        early_stopping_metric=early.metric if early else None, patience=early.patience if early else 2,
-        min_delta=early.minDelta if early else 0.0, restore_best=early.restoreBest if early else False,
+        seed=training.seed, freeze_epochs=training.freezeEpochs, backbone_lr_scale=training.backboneLrScale,
+        early_stopping_metric=early.metric if early else None, patience=stopping.patience,
+        min_delta=stopping.minDelta, restore_best=stopping.restoreBest,
         checkpoint_every=spec.checkpoint.everySteps, log_every=settings.log_every,
     )
 
 
-def _build_model(settings: RunSettings, train_texts: list[str], labels: TaskLabels) -> BuiltModel:
+def check_job(settings: RunSettings, config: LoopConfig) -> None:
+    """What can be checked without the data or the model: the strategy's needs (the planner's
+    `needs_for`, the one place they are listed) and the early-stopping metric."""
+    spec, strategy = settings.job.spec, settings.plan.strategy
+    if needs := needs_for(spec, strategy):
+        raise TrainerError(f"spec.{needs[0].split(' ')[0]}", f"strategy {strategy} needs {' and '.join(needs)}")
+    if config.early_stopping_metric and config.early_stopping_metric not in metrics_for_task(spec.model.task):
+        raise TrainerError("spec.training.earlyStopping.metric", f"{config.early_stopping_metric} is not measured for "
+                           f"{spec.model.task}; use one of {', '.join(metrics_for_task(spec.model.task))}")
+    if config.early_stopping_metric and spec.dataset.validationSplit == 0:
+        raise TrainerError("spec.training.earlyStopping", "needs a validation set (spec.dataset.validationSplit > 0)")
+
+
+def _build_model(settings: RunSettings, train_texts: list[str], labels: "TaskLabels") -> "BuiltModel":
+    # imported here, where a model is built: the Ray driver builds none, and transformers costs it ~200 MB
+    from trainwright.trainer.models import (
+        BuiltModel, apply_lora, build_scratch, load_hybrid, load_pretrained, scratch_tokenizer,
+    )
+
     spec, strategy = settings.job.spec, settings.plan.strategy
     torch.manual_seed(spec.training.seed)  # initial weights depend on the seed alone
-    task = spec.model.task
+    task = spec.model.task  # check_job has seen to the strategy's needs
     if strategy == "scratch":
         arch = spec.model.architecture
-        if arch is None:
-            raise TrainerError("spec.model.architecture", "strategy scratch needs model.architecture")
         tokenizer = scratch_tokenizer(arch, train_texts)
         return BuiltModel(build_scratch(arch, task, tokenizer, labels), tokenizer, arch.contextLength)
-    if spec.model.source is None:
-        raise TrainerError("spec.model.source", f"strategy {strategy} needs a pre-trained model.source")
     source = resolve_source(spec.model.source, settings.pvc_root, "spec.model.source")
     if strategy == "hybrid":
-        if not spec.model.head:
-            raise TrainerError("spec.model.head", "strategy hybrid needs model.head")
         return load_hybrid(source, task, spec.model.head, labels)
     built = load_pretrained(source, task, labels)
     return apply_lora(built, spec.model.adapter, task) if spec.model.adapter else built
@@ -121,15 +134,13 @@ def prepare(settings: RunSettings, device: torch.device) -> Prepared:
     """Read, check and tokenise the data and build the model: every user error surfaces here."""
     spec = settings.job.spec
     config = loop_config(settings, device)
-    if config.early_stopping_metric and config.early_stopping_metric not in metrics_for_task(spec.model.task):
-        raise TrainerError("spec.training.earlyStopping.metric", f"{config.early_stopping_metric} is not measured for "
-                           f"{spec.model.task}; use one of {', '.join(metrics_for_task(spec.model.task))}")
-    if config.early_stopping_metric and spec.dataset.validationSplit == 0:
-        raise TrainerError("spec.training.earlyStopping", "needs a validation set (spec.dataset.validationSplit > 0)")
+    check_job(settings, config)
     dataset = resolve_source(spec.dataset.source, settings.pvc_root, "spec.dataset.source")
     records = read_records(dataset, spec.dataset.textField, spec.dataset.samples if dataset.kind == "builtin" else None)
     texts = check_texts(records, spec.dataset.textField)
     classification = spec.model.task == "sequence-classification"
+    from trainwright.trainer.models import TaskLabels
+
     label_ids, labels = None, TaskLabels()
     if classification:
         checked = check_labels(records, spec.dataset.labelField, spec.model.numLabels)
@@ -155,7 +166,7 @@ def prepare(settings: RunSettings, device: torch.device) -> Prepared:
     return Prepared(built, train_set, tokenized(validation_rows), labels, config)
 
 
-def save_model(built: BuiltModel, directory: Path) -> None:
+def save_model(built: "BuiltModel", directory: Path) -> None:
     """save_pretrained format; a LoRA model is saved merged (loadable as a plain model) and as an adapter."""
     from transformers.utils import logging as hf_logging
 
@@ -169,21 +180,6 @@ def save_model(built: BuiltModel, directory: Path) -> None:
     built.tokenizer.save_pretrained(directory)
 
 
-class StopFlag:
-    """Set by SIGTERM (pod eviction, `kubectl delete`): the loop checkpoints and returns."""
-
-    def __init__(self):
-        self.stop = False
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.stop = True
-
-    def __call__(self) -> bool:
-        return self.stop
-
-
 def train_prepared(settings: RunSettings, prepared: Prepared, device: torch.device, rank: int = 0, world: int = 1) -> LoopResult:
     """The loop with this run's reporters and checkpoints; rank 0 saves the final model."""
     output = Path(settings.output_dir)
@@ -195,35 +191,57 @@ def train_prepared(settings: RunSettings, prepared: Prepared, device: torch.devi
     try:
         result = train(
             prepared.built, prepared.train_set, prepared.validation, prepared.config, device=device, reporter=reporter,
-            checkpointer=Checkpointer(settings.checkpoint_dir, settings.job.spec.checkpoint.keep), rank=rank, world=world,
-            num_labels=prepared.labels.count, should_stop=StopFlag(),
+            checkpointer=Checkpointer(settings.checkpoint_dir, settings.job.spec.checkpoint.keep,
+                                      fingerprint=job_fingerprint(settings), writer=rank == 0), rank=rank, world=world,
+            num_labels=prepared.labels.count, should_stop=preemption.stop_requested,
         )
     finally:
         if reporter is not None:
             reporter.close()
+    if rank == 0 and result.interrupted:  # the line a person reading a preempted pod's log wants
+        why = preemption.reason() or "a stop request on another rank"
+        written = (f"checkpoint written in {result.checkpoint_seconds:.2f} s: {result.checkpoint}" if result.checkpoint
+                   else "no checkpoint written (none configured, or the write failed)")
+        print(f"stopped at step {result.step} of {result.total_steps} ({why}); {written}", file=sys.stderr, flush=True)
     if rank == 0 and not result.interrupted:
         save_model(prepared.built, output / "model")
     return result
 
 
+def train_in_worker(settings: RunSettings, device: torch.device, rank: int = 0, world: int = 1) -> WorkerOutcome:
+    """Prepare and train: the single process, or one Ray worker."""
+    prepared = prepare(settings, device)
+    trainable = prepared.built.trainable_parameters()
+    total = sum(p.numel() for p in prepared.built.model.parameters())
+    return WorkerOutcome(train_prepared(settings, prepared, device, rank=rank, world=world), trainable, total)
+
+
+def train_in_ray_worker(settings: RunSettings, device: torch.device, rank: int, world: int) -> dict:
+    """`train_in_worker` for `distributed.run_on_ray`, which hands rank 0's dict back to the driver."""
+    return asdict(train_in_worker(settings, device, rank, world))
+
+
 def run_job(settings: RunSettings) -> RunOutcome:
-    """Check, train and save one job; Ray Train when the plan has more than one worker."""
+    """Check, train and save one job; Ray Train when the plan has more than one worker. A SIGTERM
+    meanwhile stops it at the next step boundary with a checkpoint (`result.interrupted`)."""
+    with preemption.handling_sigterm():
+        return _run_job(settings)
+
+
+def _run_job(settings: RunSettings) -> RunOutcome:
     started = time.perf_counter()
     output = Path(settings.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "job.json").write_text(json.dumps({**settings.job.model_dump(mode="json", by_alias=True, exclude_none=True)}, indent=2))
     device = choose_device(settings.plan)
-    prepared = prepare(settings, device)
-    trainable = prepared.built.trainable_parameters()
-    total = sum(p.numel() for p in prepared.built.model.parameters())
     if settings.workers > 1:
         from trainwright.trainer.distributed import run_on_ray
 
-        del prepared  # the workers build their own
-        result = run_on_ray(settings)
+        check_job(settings, loop_config(settings, device))  # before Ray starts; the data and model are the workers'
+        worker = WorkerOutcome.from_dict(run_on_ray(settings, train_in_ray_worker))
     else:
-        result = train_prepared(settings, prepared, device)
-    outcome = RunOutcome(settings.plan.strategy, settings.workers, result, trainable, total, str(output / "model"),
-                         time.perf_counter() - started)
+        worker = train_in_worker(settings, device)
+    outcome = RunOutcome(settings.plan.strategy, settings.workers, worker.result, worker.trainable_parameters,
+                         worker.total_parameters, str(output / "model"), time.perf_counter() - started)
     (output / "result.json").write_text(json.dumps(asdict(outcome), indent=2))
     return outcome

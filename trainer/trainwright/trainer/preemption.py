@@ -1,0 +1,88 @@
+"""Stopping on SIGTERM (spot reclaims, node drains, evictions, `kubectl delete`): one stop request
+per process, raised by a SIGTERM to that process or passed on from the Ray driver's.
+
+The loop reads `stop_requested()` after every step; with more than one worker the ranks agree on
+it (an all-reduce, `loop.train`), so all stop at the same step and rank 0 writes the checkpoint.
+Torch-free: the driver and the entrypoint import it before anything heavy.
+
+Where a handler can be installed: Python runs signal handlers on a process's main thread, and
+only that thread may install one. The single process and the Ray driver install theirs there
+(`handling_sigterm`). Ray runs the training function in a thread of the worker's actor process,
+whose main thread executes the actor's methods (Ray Train's worker is a plain, single-threaded
+actor), so `distributed` asks its own actor to run `install` there (`RayTrainWorker.execute`).
+"""
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+
+_STOP = threading.Event()
+_reason: str | None = None
+_requested_at: float | None = None  # time.monotonic(): one clock for every process of a machine
+
+
+def request_stop(reason: str) -> None:
+    """Ask this process's training to stop at the next step boundary (idempotent: the first reason stays)."""
+    global _reason, _requested_at
+    if not _STOP.is_set():
+        _reason, _requested_at = reason, time.monotonic()
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+def reason() -> str | None:
+    return _reason
+
+
+def seconds_since_request() -> float | None:
+    return None if _requested_at is None else time.monotonic() - _requested_at
+
+
+def reset() -> None:
+    """A new run in this process (tests run several): no stop requested."""
+    global _reason, _requested_at
+    _STOP.clear()
+    _reason = _requested_at = None
+
+
+def wait(timeout: float) -> bool:
+    return _STOP.wait(timeout)
+
+
+def _on_sigterm(signum, frame) -> None:
+    # Only sets flags: the main thread may be anywhere (inside ray.get, torch, a write).
+    request_stop(f"SIGTERM to pid {os.getpid()}")
+
+
+def install() -> bool:
+    """Make SIGTERM a stop request in this process; False when not on the main thread (no effect)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return True
+
+
+@contextlib.contextmanager
+def handling_sigterm():
+    """SIGTERM requests a stop for the duration, then the old handler is back. A fresh start,
+    unless the process already handles SIGTERM this way (the entrypoint installs it first
+    thing): a stop requested during start-up stands."""
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if on_main else None
+    if previous is not _on_sigterm:
+        reset()
+    if on_main:
+        install()
+    else:
+        print("warning: not on the main thread: SIGTERM will not checkpoint", file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        if on_main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
