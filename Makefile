@@ -1,9 +1,9 @@
 # Everything runs from a local virtualenv; `make test` is what CI runs (.ci/run).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS := operator,trainer,dev
+EXTRAS := operator,trainer,report,dev
 
-.PHONY: setup demo test unit cluster-binaries node-binaries node-packages images prometheus dev-cluster real-cluster crds lint-crds bench
+.PHONY: setup demo test unit cluster-binaries kueue-binaries node-binaries node-packages images prometheus dev-cluster real-cluster crds lint-crds bench
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,7 @@ demo: setup
 # Prometheus), e2e (one real node running the images built from this tree).
 # What it needs is built three at a time: the Go builds, the virtualenv and the images overlap.
 test:
-	$(MAKE) -j3 setup cluster-binaries node-binaries node-packages prometheus images
+	$(MAKE) -j3 setup cluster-binaries kueue-binaries node-binaries node-packages prometheus images
 	CI=$${CI:-} $(PY) -m pytest -ra
 
 unit: setup
@@ -29,6 +29,11 @@ unit: setup
 
 cluster-binaries:
 	hack/build-control-plane.sh
+
+# Kueue's controller and CRDs (the operator tier's queueing tests): after the control plane
+# (shared Go build cache).
+kueue-binaries: cluster-binaries
+	hack/build-kueue.sh
 
 # kubelet, kube-proxy, containerd, CoreDNS, pause: after the control plane (shared Go build cache).
 node-binaries: cluster-binaries

@@ -8,6 +8,8 @@ every component's log is attached to its report.
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,12 @@ from devcluster import BinariesMissing, ControlPlane
 
 _RUNNING: list[ControlPlane] = []
 PLANE_FIXTURES = {"control_plane", "cluster"}
+
+
+def pytest_configure(config):
+    """`trainwright run` records every finished run for later plans: the tests' runs go to a file
+    of their own, never into the calibration of the person running them."""
+    os.environ["TRAINWRIGHT_CALIBRATION"] = str(Path(tempfile.mkdtemp(prefix="trainwright-calibration-")) / "runs.json")
 
 
 @pytest.fixture(scope="session")

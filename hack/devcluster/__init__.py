@@ -24,3 +24,4 @@ from devcluster.controlplane import (  # noqa: F401 - the package's public names
     free_port,
     wait_for,
 )
+from devcluster.kueue import Kueue, KueueMissing, find_kueue  # noqa: F401 - Kueue as a host process

@@ -810,7 +810,16 @@ class ControlPlane:
             raise BinariesMissing(f"no KubeRay CRDs in {crd_dir}. {BUILD_HINT}")
         out = self.kubectl("apply", "--server-side", "--force-conflicts", "-o", "name", "-f", str(crd_dir))
         names = [line.split("/", 1)[1] for line in out.split() if line.startswith("customresourcedefinition")]
-        self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *[f"crd/{n}" for n in names])
+        # Polled here, not with `kubectl wait`: a CRD re-created just after its deletion (another
+        # test removed KubeRay) can show `status.conditions: null`, which kubectl wait takes as an
+        # error instead of "not yet".
+        def established(name: str) -> bool:
+            crd = self.api("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}", ok=(200, 404))
+            return any(c.get("type") == "Established" and c.get("status") == "True"
+                       for c in ((crd or {}).get("status") or {}).get("conditions") or [])
+
+        wait_for(lambda: all(established(n) for n in names), timeout=timeout,
+                 message=lambda: f"KubeRay's CRDs Established: {[n for n in names if not established(n)]}")
         return names
 
 

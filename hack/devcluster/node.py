@@ -20,6 +20,7 @@ from ``devcluster.images``. One node per machine at a time: kubelet owns machine
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -46,6 +47,8 @@ POOL_VOLUMES = 8
 VOLUME_SIZE = "20Gi"
 # kubelet changes these machine-wide; stop() puts them back.
 KUBELET_SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
+# Held from start to stop: a second node (another checkout's tests) waits instead of clashing.
+NODE_LOCK = Path("/run/lock/trainwright-node.lock")
 HOST_TOOLS = ("runc", "iptables", "socat", "nsenter", "ip", "mmdebstrap", "buildah")
 
 
@@ -155,10 +158,12 @@ class RealNodeCluster(ControlPlane):
         self.volume_dir = self.work_dir / "volumes"
         self._sysctls: dict[str, str] = {}
         self.timings: dict[str, float] = {}
+        self._lock_file: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def _start(self) -> None:
+        self._take_node_lock()
         t0 = time.monotonic()
         # Built first (minutes when cold, nothing when cached), before any process starts.
         self.image_set.build(("pause", *self.wanted_images), log=self._log)
@@ -185,8 +190,25 @@ class RealNodeCluster(ControlPlane):
     def _log(self, message: str) -> None:
         print(message, flush=True)
 
+    def _take_node_lock(self) -> None:
+        """One node per machine: kubelet's sysctls, cgroups and log links, the netns and the
+        containerd store (whose stale images start() prunes) are machine-wide."""
+        NODE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        lock_file = NODE_LOCK.open("w")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._log(f"another real node holds {NODE_LOCK}; waiting for it to stop")
+            t0 = time.monotonic()
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            self.timings["waited for the node lock"] = time.monotonic() - t0
+        self._lock_file = lock_file
+
     def stop(self, grace: float = 3.0) -> None:
         """Pods and node first (their processes live outside our Popen handles), then the rest."""
+        if self._lock_file is None:  # never got the machine: the node there is another's
+            super().stop(grace)
+            return
         for name in ("kubelet", "kube-proxy", "coredns"):
             proc = self._procs.get(name)
             if proc and proc.poll() is None:
@@ -205,6 +227,9 @@ class RealNodeCluster(ControlPlane):
             with contextlib.suppress(OSError):
                 Path("/proc/sys", key).write_text(value)
         self.netns.delete()
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing releases the flock
+            self._lock_file = None
 
     # -- containerd --------------------------------------------------------------------
 

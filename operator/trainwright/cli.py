@@ -19,9 +19,11 @@ from trainwright.api.chart import CHART_CRD_PATH, render_chart_crd
 from trainwright.api.crd import CRD_FILENAME, render_crd
 from trainwright.api.durations import format_duration
 from trainwright.controller.constants import DEFAULT_TRAINER_IMAGE
-from trainwright.planner import CatalogError, PlanningError, compare_strategies, load_catalog, plan_job
+from trainwright.planner import (
+    CalibrationError, CatalogError, PlanningError, compare_strategies, load_calibration, load_catalog, plan_job,
+)
 
-USER_ERRORS = (ManifestError, PlanningError, CatalogError)
+USER_ERRORS = (ManifestError, PlanningError, CatalogError, CalibrationError)
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)
 
@@ -63,6 +65,8 @@ def _plan_table(name: str, plan) -> Table:
     table.add_row("launcher", f"{plan.launcher}: {plan.pods} pod(s) x {plan.gpusPerPod} GPU(s), {plan.workers} worker(s)")
     table.add_row("time", _fmt_seconds(plan.estimatedSeconds))
     table.add_row("cost", _fmt_cost(plan.estimatedCostUSD))
+    if plan.estimateBasis:
+        table.add_row("estimate", plan.estimateBasis)
     for note in plan.notes:
         table.add_row("note", note)
     return table
@@ -80,15 +84,16 @@ def _compare_table(name: str, rows) -> Table:
 
 def cmd_plan(args) -> int:
     catalog = load_catalog(args.catalog)
+    calibration = None if args.no_calibration else load_calibration(args.calibration)
     results = []
     for document in load_documents(args.file):
         spec, name = document.job.spec, document.job.metadata.name
         if args.compare:
-            rows = compare_strategies(spec, catalog)
+            rows = compare_strategies(spec, catalog, calibration)
             results.append((name, rows, {"name": name, "strategies": [
                 {**plan.to_wire(), "needs": needs} for _, plan, needs in rows]}))
         else:
-            plan = plan_job(spec, catalog)
+            plan = plan_job(spec, catalog, calibration=calibration)
             results.append((name, plan, {"name": name, "plan": plan.to_wire()}))
     if args.output == "json":
         print(json.dumps([data for *_, data in results], indent=2))
@@ -123,7 +128,13 @@ def cmd_operator(args) -> int:
     from trainwright.controller.operator import run_operator
 
     return run_operator(args.namespace, args.metrics_port, args.health_port, args.trainer_image,
-                        args.catalog, args.verbose)
+                        args.catalog, args.verbose, leader_elect=args.leader_elect,
+                        leader_election_namespace=args.leader_election_namespace,
+                        leader_election_id=args.leader_election_id,
+                        leader_election_timing=(args.leader_election_lease_duration,
+                                                args.leader_election_renew_deadline,
+                                                args.leader_election_retry_period),
+                        calibration_namespace=args.calibration_namespace)
 
 
 def namespace_name(text: str) -> str:
@@ -132,6 +143,23 @@ def namespace_name(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a namespace name (lower-case letters, digits and '-', at most 63; no patterns)")
     return text
+
+
+def lease_name(text: str) -> str:
+    """A Lease's name, as Kubernetes names objects (a DNS subdomain)."""
+    if len(text) > 253 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an object name (lower-case letters, digits, '-' and '.')")
+    return text
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     plan.add_argument("--compare", action="store_true", help="plan the job as fine-tune, scratch and hybrid side by side")
     plan.add_argument("--catalog", metavar="FILE", help="GPU catalog override (YAML)")
+    plan.add_argument("--calibration", metavar="FILE",
+                      help="runs to calibrate estimates from (default $TRAINWRIGHT_CALIBRATION, else "
+                           "~/.local/state/trainwright/calibration.json, where `trainwright run` records them)")
+    plan.add_argument("--no-calibration", action="store_true", help="the FLOPs formula only")
     plan.set_defaults(func=cmd_plan)
 
     crds = commands.add_parser("crds", help="write the CRD generated from the API models")
@@ -165,6 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--trainer-image", default=os.environ.get("TRAINWRIGHT_TRAINER_IMAGE", DEFAULT_TRAINER_IMAGE))
     operator.add_argument("--catalog", metavar="FILE", default=os.environ.get("TRAINWRIGHT_CATALOG"),
                           help="GPU catalog override (YAML); env TRAINWRIGHT_CATALOG")
+    operator.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=False,
+                          help="run informers and reconcilers only while holding a coordination.k8s.io Lease, "
+                               "so that replicas stand by (default: off)")
+    operator.add_argument("--leader-election-namespace", metavar="NS", type=namespace_name,
+                          default=os.environ.get("POD_NAMESPACE") or None,
+                          help="the Lease's namespace; env POD_NAMESPACE, else the pod's own namespace")
+    operator.add_argument("--leader-election-id", metavar="NAME", default="trainwright-operator", type=lease_name,
+                          help="the Lease's name (default: trainwright-operator)")
+    operator.add_argument("--leader-election-lease-duration", metavar="SECONDS", type=positive_seconds, default=15.0,
+                          help="how long standbys wait after the leader's last renewal before taking over (15)")
+    operator.add_argument("--leader-election-renew-deadline", metavar="SECONDS", type=positive_seconds, default=10.0,
+                          help="the leader exits when it has not renewed for this long (10)")
+    operator.add_argument("--leader-election-retry-period", metavar="SECONDS", type=positive_seconds, default=2.0,
+                          help="how often the leader renews and standbys try (2)")
+    operator.add_argument("--calibration-namespace", metavar="NS", type=namespace_name,
+                          default=os.environ.get("POD_NAMESPACE") or None,
+                          help="where the ConfigMap trainwright-calibration keeps finished jobs' measurements, which "
+                               "calibrate new plans (default: POD_NAMESPACE, else the pod's own; outside a pod, in memory)")
     operator.add_argument("-v", "--verbose", action="store_true")
     operator.set_defaults(func=cmd_operator)
 

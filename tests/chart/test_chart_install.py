@@ -83,7 +83,9 @@ def release(control_plane):
 def operator_as_deployed(cp, deployment: dict, work_dir: Path) -> OperatorProcess:
     """`trainwright operator` as the chart's Deployment would run it, as the chart's ServiceAccount."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    downward = {"metadata.name": f"{RELEASE}-pod", "metadata.namespace": SYSTEM_NS}  # what the kubelet would fill in
+    env = {e["name"]: e["value"] if "value" in e else downward[e["valueFrom"]["fieldRef"]["fieldPath"]]
+           for e in container["env"]}
     # The catalog as the pod would see it: the ConfigMap's file at TRAINWRIGHT_CATALOG.
     config_map = next(v["configMap"]["name"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
     catalog = work_dir / "catalog.yaml"

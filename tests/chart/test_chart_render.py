@@ -47,6 +47,7 @@ EXPECTED_RULES = {
     ("rbac.authorization.k8s.io", "rolebindings"): {"get", "list", "watch", "create", "delete", "patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete", "patch"},
     ("ray.io", "rayjobs"): {"get", "list", "watch", "create", "delete", "patch"},
+    ("kueue.x-k8s.io", "workloads"): {"get", "list"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "persistentvolumeclaims"): {"get"},
     ("", "events"): {"create", "patch"},
@@ -251,7 +252,7 @@ def test_rendered_rules_pass_promtool_check(helm_cli, promtool, tmp_path):
     proc = subprocess.run([str(promtool), "check", "rules", str(rules)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = {r["alert"] for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"]}
-    assert {"TrainwrightJobFailed", "TrainwrightJobBudgetNearlySpent", "TrainwrightJobPendingTooLong",
+    assert {"TrainwrightJobFailed", "TrainwrightJobBudgetNearlySpent", "TrainwrightJobBudgetAtRisk", "TrainwrightJobPendingTooLong",
             "TrainwrightOperatorWatchStale"} <= names
 
 
@@ -260,6 +261,9 @@ PENDING_DESCRIPTION = ("Its pods are not running: no GPUs free, a missing PVC, o
                        "See kubectl describe tj {name} -n ml and the events of its pods.")
 STALE_DESCRIPTION = ("No watch event for 21m 0s: its watches may be stuck, so TrainingJobs are not reconciled. "
                      "Check the operator's logs; restarting its pod re-lists everything.")
+BUDGET_AT_RISK_DESCRIPTION = (
+    "At the throughput it measures, ml/c will cost 60.00 dollars, over spec.budget.maxCostUSD. The condition "
+    "BudgetAtRisk has the numbers; budget.onProjectedOverrun: stop makes the operator stop it before the money is spent.")
 ABSENT_DESCRIPTION = ("The operator is down or not scraped (check its Deployment and the ServiceMonitor's labels), "
                       "so no alert above can fire.")
 ALERT_TESTS = {
@@ -278,6 +282,9 @@ ALERT_TESTS = {
                 {"series": f'trainwright_job_budget_dollars{{{JOB},name="c"}}', "values": "50x40"},
                 {"series": f'trainwright_job_cost_dollars_total{{{JOB},name="d"}}', "values": "45x40"},
                 {"series": f'trainwright_job_budget_dollars{{{JOB},name="d"}}', "values": "50x40"},
+                # c is projected within its budget, then over it from t=2m; d, not running, far over.
+                {"series": f'trainwright_job_projected_cost_dollars{{{JOB},name="c"}}', "values": "40 40 60x38"},
+                {"series": f'trainwright_job_projected_cost_dollars{{{JOB},name="d"}}', "values": "80x40"},
                 # The operator's last watch event was at t=0 and never again.
                 {"series": 'trainwright_operator_last_watch_event_timestamp_seconds{job="op"}', "values": "0x40"},
             ],
@@ -290,6 +297,11 @@ ALERT_TESTS = {
                 {"eval_time": "9m", "alertname": "TrainwrightJobBudgetNearlySpent",
                  "exp_alerts": [{"exp_labels": {"severity": "warning", "namespace": "ml", "name": "c", "strategy": "fine-tune"},
                                  "exp_annotations": {"summary": "TrainingJob ml/c spent over 80% of its budget", "description": "ml/c has spent 90% of spec.budget.maxCostUSD; at 100% the operator stops it (phase BudgetExceeded)."}}]},
+                {"eval_time": "1m", "alertname": "TrainwrightJobBudgetAtRisk", "exp_alerts": []},
+                {"eval_time": "2m", "alertname": "TrainwrightJobBudgetAtRisk",
+                 "exp_alerts": [{"exp_labels": {"severity": "warning", "namespace": "ml", "name": "c", "strategy": "fine-tune"},
+                                 "exp_annotations": {"summary": "TrainingJob ml/c is projected to overrun its budget",
+                                                     "description": BUDGET_AT_RISK_DESCRIPTION}}]},
                 {"eval_time": "14m", "alertname": "TrainwrightJobPendingTooLong", "exp_alerts": []},
                 {"eval_time": "16m", "alertname": "TrainwrightJobPendingTooLong",
                  "exp_alerts": [{"exp_labels": {"severity": "warning", "namespace": "ml", "name": "b", "strategy": "fine-tune"},
@@ -343,3 +355,85 @@ def test_install_doc_lists_every_value():
     values = _leaves(yaml.safe_load((CHART / "values.yaml").read_text()))
     assert values - table == set(), "values missing from docs/install.md"
     assert {k for k in table if "." in k or k == "imagePullSecrets"} - values == set(), "docs/install.md lists unknown values"
+
+
+# --- replicas and leader election ------------------------------------------------------------------
+
+
+def _operator_container(rendered: list[dict]) -> dict:
+    (container,) = one(rendered, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _lease_roles(rendered: list[dict]) -> list[dict]:
+    return [o for o in by_kind(rendered, "Role") if o["metadata"]["name"].endswith("-leader-election")]
+
+
+def test_default_is_one_replica_without_leader_election_and_no_lease_role(helm_cli):
+    rendered = helm_cli.template()
+    deployment = one(rendered, "Deployment")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert not any(a.startswith("--leader-elect") for a in _operator_container(rendered)["args"])
+    assert not _lease_roles(rendered) and not by_kind(rendered, "RoleBinding")
+
+
+@pytest.mark.parametrize("values", [{"replicaCount": 2}, {"replicaCount": 3, "leaderElection": {"enabled": True}},
+                                    {"leaderElection": {"enabled": True}}],
+                         ids=["two-replicas", "three-enabled", "one-enabled"])
+def test_leader_election_rolls_over_and_passes_the_flag_identity_and_namespace(helm_cli, values):
+    rendered = helm_cli.template(values)
+    spec = one(rendered, "Deployment")["spec"]
+    assert spec["replicas"] == values.get("replicaCount", 1)
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    container = _operator_container(rendered)
+    assert container["args"] == ["--metrics-port=8000", "--health-port=8080", "--leader-elect",
+                                 "--leader-election-id=trainwright-operator"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+
+
+def test_lease_rbac_is_a_role_in_the_release_namespace_for_that_one_lease(helm_cli):
+    rendered = helm_cli.template({"replicaCount": 2}, namespace="ops")
+    (role,) = _lease_roles(rendered)
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["trainwright-operator"],
+         "verbs": ["get", "update"]},
+    ]
+    (binding,) = by_kind(rendered, "RoleBinding")
+    assert binding["metadata"]["namespace"] == "ops"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "trainwright", "namespace": "ops"}]
+    cluster_role = one(rendered, "ClusterRole")  # nothing about leases cluster-wide
+    assert all("coordination.k8s.io" not in rule["apiGroups"] for rule in cluster_role["rules"])
+
+
+def test_the_lease_the_role_grants_is_the_lease_the_operator_uses_for_any_release_name(helm_cli):
+    out = helm_cli.run("template", "ml", str(CHART), "-n", "ops", "--set", "replicaCount=2").stdout
+    rendered = [d for d in yaml.safe_load_all(out) if d]
+    (role,) = _lease_roles(rendered)
+    lease = role["rules"][1]["resourceNames"][0]
+    assert lease == "ml-trainwright-operator"
+    assert f"--leader-election-id={lease}" in _operator_container(rendered)["args"]
+
+
+def test_leader_election_without_rbac_creates_no_role(helm_cli):
+    rendered = helm_cli.template({"replicaCount": 2, "rbac": {"create": False}})
+    assert not by_kind(rendered, "Role") and not by_kind(rendered, "RoleBinding")
+    assert "--leader-elect" in _operator_container(rendered)["args"]
+
+
+def test_more_than_one_replica_without_leader_election_is_refused(helm_cli):
+    proc = helm_cli.run("template", "trainwright", str(CHART), "--set", "replicaCount=2",
+                        "--set", "leaderElection.enabled=false", check=False)
+    assert proc.returncode != 0 and "replicaCount > 1 needs leaderElection.enabled" in proc.stderr
+
+
+@pytest.mark.parametrize("flag", ["replicaCount=0", "replicaCount=two", "leaderElection.enabled=yes",
+                                  "leaderElection.id=x"])
+def test_schema_refuses_bad_replica_and_leader_election_values(helm_cli, flag):
+    proc = helm_cli.run("template", "trainwright", str(CHART), "--set", flag, check=False)
+    assert proc.returncode != 0 and "schema" in proc.stderr, proc.stderr

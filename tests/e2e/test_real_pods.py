@@ -196,8 +196,8 @@ def test_a_deleted_trainer_pod_is_replaced_and_resumes_from_the_newest_checkpoin
     name = "e2e-resume"
     first_checkpoint = start_checkpointing_job(cluster, name)
     first = pods_of(cluster, name)[0]
+    first_seconds = pod_seconds(first)  # a lower bound: it runs on until the delete stops it
     cluster.kubectl("delete", "pod", "-n", JOBS_NS, first["metadata"]["name"], "--wait=true", timeout=120)
-    first_seconds = pod_seconds(first)
     status = wait_phase(cluster, name, "Succeeded", timeout=420)
 
     assert status["restarts"] >= 1, status
@@ -210,8 +210,8 @@ def test_a_deleted_trainer_pod_is_replaced_and_resumes_from_the_newest_checkpoin
     # No step was trained twice: the steps in metrics.jsonl never go back, across both pods.
     steps = step_events(jobs_namespace["ckpt"], name)
     assert steps == sorted(steps) and steps[-1] == status["progress"]["totalSteps"], steps
-    # The cost counts both pods.
-    assert status["cost"]["gpuSeconds"] >= pod_seconds(second) + 0.9 * first_seconds, (status["cost"], first_seconds)
+    # The cost counts both pods (less 2 s: the start and end times the API keeps are whole seconds).
+    assert status["cost"]["gpuSeconds"] >= pod_seconds(second) + first_seconds - 2, (status["cost"], first_seconds)
 
 
 def test_suspend_removes_the_pods_and_resume_continues_from_the_checkpoint(real_cluster, jobs_namespace):
@@ -256,7 +256,72 @@ def test_deleting_a_trainingjob_removes_every_child_and_pod(real_cluster, jobs_n
                               "-l", selector, "-o", "name")
         return out.split()
 
-    wait_for(lambda: not children(), timeout=120, message=lambda: f"children of {name} gone: {children()}")
+    wait_for(lambda: not children(), timeout=120,
+             message=lambda: f"children of {name} gone: {children()}\n{trainer_logs(cluster, name)}")
+
+
+# --------------------------------------------------------------------------- plans from measurements
+
+
+def watch_projection(cluster, name: str, at_ratio: float) -> tuple[dict, float]:
+    """The job until it succeeds, and what the operator's projection made of it when the trainer
+    reported `at_ratio` of its steps: the cost accrued then (devices x seconds since the first
+    start x price) plus the steps left at the reported rate, as controller/projection.py counts it."""
+    from trainwright.controller.projection import project
+    from trainwright.planner import default_catalog
+    from trainwright.planner.catalog import CPU
+
+    price = default_catalog().get(CPU).price_per_hour
+    projected: list[float] = []
+
+    def finished() -> dict | None:
+        status = status_of(cluster, name)
+        progress, start = status.get("progress") or {}, status.get("startTime")
+        if not projected and start and (progress.get("ratio") or 0) >= at_ratio:
+            now = datetime.now().astimezone()
+            started = datetime.fromisoformat(start.replace("Z", "+00:00"))
+            accrued = (now - started).total_seconds() * price / 3600
+            projected.append(project(progress, accrued, 1, price, started, now).cost_usd)
+        if status.get("phase") in ("Failed", "BudgetExceeded"):
+            raise AssertionError(f"{name} is {status['phase']}: {status}\n{trainer_logs(cluster, name)}")
+        return status if status.get("phase") == "Succeeded" else None
+
+    status = wait_for(finished, timeout=420, interval=0.5,
+                      message=lambda: f"{name} Succeeded; status {status_of(cluster, name)}\n{trainer_logs(cluster, name)}")
+    return status, projected[0] if projected else float("nan")
+
+
+def test_a_finished_job_calibrates_the_plan_of_a_larger_one_on_real_pods(real_cluster, jobs_namespace):
+    """The chart's operator keeps what a job measured in its ConfigMap, and plans the next job of
+    the same kind (CPU, scratch, parameters of the same decade) from it. How close the plan and
+    the projection came is printed (the targets are bench/plan_accuracy.py's, not this test's)."""
+    cluster = real_cluster
+    small = {"task": "causal-lm", "architecture": {"family": "gpt", "layers": 1, "hidden": 32, "heads": 2,
+                                                   "vocabSize": 128, "contextLength": 64}}
+    larger = {"task": "causal-lm", "architecture": {"family": "gpt", "layers": 2, "hidden": 48, "heads": 2,
+                                                    "vocabSize": 128, "contextLength": 64}}
+    first = training_job("e2e-calibrate", "scratch", small, "pvc://data/patterns.jsonl", training={"epochs": 1})
+    apply(cluster, first)
+    wait_phase(cluster, "e2e-calibrate", "Succeeded", timeout=420)
+
+    def recorded() -> list[dict]:
+        found = cluster.kubectl_run("get", "configmap", "trainwright-calibration", "-n", SYSTEM_NS, "-o", "json")
+        runs = json.loads(json.loads(found.stdout)["data"]["runs.json"])["runs"] if found.returncode == 0 else []
+        return [r for r in runs if r["strategy"] == "scratch" and r["gpu_type"] == "cpu"]
+    runs = wait_for(recorded, timeout=30, message="the scratch job's measurements in the calibration ConfigMap")
+    assert all(r["step_seconds"] > 0 and r["overhead_seconds"] > 0 for r in runs), runs
+
+    second = training_job("e2e-calibrated", "scratch", larger, "pvc://data/patterns.jsonl", training={"epochs": 3})
+    apply(cluster, second)
+    plan = wait_for(lambda: status_of(cluster, "e2e-calibrated").get("plan"), timeout=60, message="a plan")
+    assert plan["estimateBasis"].startswith("calibrated from"), plan
+    status, projected = watch_projection(cluster, "e2e-calibrated", at_ratio=0.25)
+    measured = (_time(status["completionTime"]) - _time(status["startTime"]))
+    print(f"\nreal pods: calibrated plan {plan['estimatedSeconds']:.0f}s against {measured:.0f}s measured "
+          f"({abs(plan['estimatedSeconds'] - measured) / measured:.0%} off; {plan['estimateBasis']}); "
+          f"cost projected at 25% of steps ${projected:.6f} against ${status['cost']['usd']:.6f} "
+          f"({abs(projected - status['cost']['usd']) / status['cost']['usd']:.0%} off)")
+    assert status["cost"].get("projectedUSD") is None  # a finished job shows no projection
 
 
 # --------------------------------------------------------------------------- Prometheus

@@ -34,7 +34,7 @@ def cluster(start_control_plane):
 @pytest.fixture(scope="session")
 def operator(cluster, tmp_path_factory):
     process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator") / "operator.log",
-                              args=["--trainer-image", "trainer:test"]).start()
+                              args=["--trainer-image", "trainer:test", "--calibration-namespace", "default"]).start()
     yield process
     process.stop()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -15,27 +14,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from devcluster import wait_for
+from operatorkit import EXAMPLES, apply, claims, small_job
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "examples").glob("*.yaml"))}
 FINISHED = ("Succeeded", "Failed", "BudgetExceeded")
-
-
-def apply(cluster, document: dict, namespace: str) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(document))
-
-
-def claims(cluster, namespace: str, *names: str) -> None:
-    """Bound PersistentVolumeClaims, pre-bound to hostPath volumes (no provisioner here)."""
-    for name in names:
-        volume = f"{namespace}-{name}"
-        apply(cluster, {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
-                        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
-                                 "storageClassName": "manual", "hostPath": {"path": f"/tmp/{volume}"},
-                                 "claimRef": {"namespace": namespace, "name": name}}}, namespace)
-        apply(cluster, {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
-                        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "manual", "volumeName": volume,
-                                 "resources": {"requests": {"storage": "1Gi"}}}}, namespace)
 
 
 def get(cluster, kind, name, namespace) -> dict | None:
@@ -62,15 +44,6 @@ def running_pod(cluster, name, namespace) -> str:
         return running[0] if running else None
     wait_for(find, timeout=60, message=f"a running pod of {name}")
     return find()
-
-
-def small_job(name: str, **spec_changes) -> dict:
-    job = copy.deepcopy(EXAMPLES["fine-tune"])
-    job["metadata"] = {"name": name}
-    job["spec"].pop("checkpoint")
-    job["spec"]["dataset"]["source"] = "builtin:reviews"  # no claim needed
-    job["spec"].update(spec_changes)
-    return job
 
 
 @pytest.mark.parametrize("example, launcher_gpus, strategy", [
@@ -125,14 +98,29 @@ def test_unknown_gpu_type_fails_the_job_with_a_reason(cluster, operator, namespa
     assert get(cluster, "job", "exotic-trainer", namespace) is None
 
 
-def test_missing_claims_fail_the_job_with_a_reason(cluster, operator, namespace):
-    apply(cluster, small_job("no-claim", checkpoint={"pvc": "absent"}), namespace)
-    status = wait_phase(cluster, "no-claim", namespace, "Failed")
-    [failed] = [c for c in status["conditions"] if c["type"] == "Failed"]
-    assert failed["reason"] == "CheckpointClaimMissing" and "checkpoint.pvc: PersistentVolumeClaim 'absent'" in failed["message"]
+def test_a_job_waits_for_its_missing_claims_and_launches_when_they_exist(cluster, operator, namespace):
+    """As a pod waits for its claim: `kubectl apply -f dir/` applies jobs and claims in any order."""
+    apply(cluster, small_job("no-claim", checkpoint={"pvc": "later"}), namespace)
     apply(cluster, small_job("no-data", dataset={"source": "pvc://nothing/train.jsonl"}), namespace)
-    status = wait_phase(cluster, "no-data", namespace, "Failed")
-    assert any(c["reason"] == "ClaimMissing" and "dataset.source" in c["message"] for c in status["conditions"])
+    for name, field, claim in (("no-claim", "checkpoint.pvc", "later"), ("no-data", "dataset.source", "nothing")):
+        wait_for(lambda: any(c.get("reason") == "WaitingForClaim" for c in status_of(cluster, name, namespace).get("conditions") or []),
+                 timeout=30, message=lambda: f"{name} waiting; status {status_of(cluster, name, namespace)}")
+        status = status_of(cluster, name, namespace)
+        [pending] = [c for c in status["conditions"] if c["type"] == "Pending"]
+        assert pending["status"] == "True" and pending["message"].startswith(
+            f"spec.{field}: waiting for PersistentVolumeClaim '{claim}' in {namespace}")
+        assert status["phase"] == "Pending" and status["plan"]["gpus"] == 1  # the plan shows while it waits
+        assert get(cluster, "job", f"{name}-trainer", namespace) is None
+    claims(cluster, namespace, "later")
+    assert wait_phase(cluster, "no-claim", namespace, "Succeeded", timeout=60)["launchedAt"]
+    assert status_of(cluster, "no-data", namespace)["phase"] == "Pending"  # still waiting for its own claim
+
+
+def test_the_wait_for_a_claim_is_bounded_by_max_duration(cluster, operator, namespace):
+    apply(cluster, small_job("impatient", checkpoint={"pvc": "never"}, budget={"maxDuration": "3s"}), namespace)
+    status = wait_phase(cluster, "impatient", namespace, "BudgetExceeded", timeout=30)
+    [stopped] = [c for c in status["conditions"] if c["type"] == "BudgetExceeded"]
+    assert stopped["reason"] == "DeadlineExceeded" and "PersistentVolumeClaim 'never'" in stopped["message"]
 
 
 def test_failed_pod_is_retried_then_fails_after_the_backoff_limit(cluster, operator, namespace):
@@ -179,6 +167,94 @@ def test_suspend_removes_pods_and_resume_finishes_the_job(cluster, operator, nam
     assert status["cost"]["gpuSeconds"] > cost_when_suspended
 
 
+def test_training_fields_are_immutable_after_launch_and_budget_edits_take_effect(cluster, operator, namespace):
+    apply(cluster, small_job("editable"), namespace)
+    wait_for(lambda: status_of(cluster, "editable", namespace).get("launchedAt"), timeout=30)
+    edited = small_job("editable")
+    edited["spec"]["training"] = {**edited["spec"]["training"], "epochs": 7}
+    refused = cluster.kubectl_run("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(edited))
+    assert refused.returncode != 0
+    assert "spec.training cannot change after the job has launched" in refused.stderr
+    cluster.kubectl("patch", "tj", "editable", "-n", namespace, "--type=merge", "-p", '{"spec":{"budget":{"maxCostUSD":0.0001}}}')
+    status = wait_phase(cluster, "editable", namespace, "BudgetExceeded", timeout=30)
+    generation = get(cluster, "trainingjob", "editable", namespace)["metadata"]["generation"]
+    assert generation == 2 and status["observedGeneration"] == generation
+
+
+def test_a_job_not_yet_launched_may_still_change(cluster, operator, namespace):
+    apply(cluster, small_job("draft", checkpoint={"pvc": "later"}), namespace)  # waits for its claim
+    wait_for(lambda: status_of(cluster, "draft", namespace).get("plan"), timeout=30)
+    edited = small_job("draft", checkpoint={"pvc": "later"})
+    edited["spec"]["resources"] = {"gpus": 0}
+    apply(cluster, edited, namespace)  # no launchedAt yet: accepted, and planned again
+    wait_for(lambda: status_of(cluster, "draft", namespace)["plan"]["gpus"] == 0, timeout=30,
+             message=lambda: f"a new plan; status {status_of(cluster, 'draft', namespace)}")
+    assert status_of(cluster, "draft", namespace)["observedGeneration"] == 2
+
+
+def hold_running(cluster, pod: str, namespace: str) -> None:
+    """Keep a kwok pod Running until the test is done with it (it would succeed after a few seconds)."""
+    cluster.kubectl("annotate", "pod", pod, "-n", namespace, "trainwright.dev/kwok-complete=false")
+
+
+def report_progress(cluster, name, namespace, step, total, eta_seconds) -> None:
+    """What the trainer's reporter patches, as it would (kwok's pods run no trainer)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    progress = {"step": step, "totalSteps": total, "ratio": step / total, "etaSeconds": eta_seconds, "updatedAt": now}
+    cluster.kubectl("patch", "tj", name, "-n", namespace, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"progress": progress}}))
+
+
+def test_a_running_job_shows_its_projection_and_warns_of_a_projected_overrun(cluster, operator, namespace):
+    apply(cluster, small_job("projected", budget={"maxCostUSD": 1.0}), namespace)
+    hold_running(cluster, running_pod(cluster, "projected", namespace), namespace)
+    report_progress(cluster, "projected", namespace, step=200, total=1000, eta_seconds=36000)
+    wait_for(lambda: any(c["type"] == "BudgetAtRisk" and c["status"] == "True"
+                         for c in status_of(cluster, "projected", namespace).get("conditions") or []), timeout=30,
+             message=lambda: f"BudgetAtRisk; status {status_of(cluster, 'projected', namespace)}")
+    status = status_of(cluster, "projected", namespace)
+    assert status["phase"] == "Running" and status["cost"]["projectedUSD"] > 1.0
+    assert status["cost"]["eta"] in ("9h59m", "10h00m")  # 36,000 s reported, less the seconds since
+    columns = cluster.kubectl("get", "tj", "projected", "-n", namespace, "--no-headers").split()
+    assert "9h59m" in columns or "10h00m" in columns  # the ETA column
+    events = json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json"))["items"]
+    assert [e["message"] for e in events if e["reason"] == "BudgetAtRisk"] == [
+        next(c["message"] for c in status["conditions"] if c["type"] == "BudgetAtRisk")]
+
+
+def test_stop_on_projected_overrun_stops_the_job_before_the_money_is_spent(cluster, operator, namespace):
+    apply(cluster, small_job("prudent", budget={"maxCostUSD": 1.0, "onProjectedOverrun": "stop"}), namespace)
+    hold_running(cluster, running_pod(cluster, "prudent", namespace), namespace)
+    report_progress(cluster, "prudent", namespace, step=200, total=1000, eta_seconds=36000)
+    status = wait_phase(cluster, "prudent", namespace, "BudgetExceeded", timeout=30)
+    [stopped] = [c for c in status["conditions"] if c["type"] == "BudgetExceeded"]
+    assert stopped["reason"] == "ProjectedCostOverrun" and status["cost"]["usd"] < 1.0
+    wait_for(lambda: get(cluster, "job", "prudent-trainer", namespace) is None, timeout=30)
+
+
+def test_a_finished_job_calibrates_the_plans_of_like_jobs_after_it(cluster, operator, namespace):
+    job = small_job("measured")
+    job["metadata"]["name"] = "measured"
+    apply(cluster, job, namespace)
+    running_pod(cluster, "measured", namespace)
+    total = 100
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    cluster.kubectl("patch", "tj", "measured", "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(
+        {"status": {"progress": {"step": total, "totalSteps": total, "ratio": 1.0, "stepSeconds": 4.0,
+                                 "samplesSeen": 3200, "updatedAt": now}}}))
+    wait_phase(cluster, "measured", namespace, "Succeeded", timeout=60)
+
+    def recorded():
+        found = get(cluster, "configmap", "trainwright-calibration", "default")
+        runs = json.loads(found["data"]["runs.json"])["runs"] if found else []
+        return [r for r in runs if r["step_seconds"] == 4.0]
+    [run] = wait_for(recorded, timeout=30, message="the finished job's measurements in the calibration ConfigMap")
+    assert run["gpu_type"] == "nvidia-h100" and run["strategy"] == "fine-tune" and run["overhead_seconds"] > 0
+    apply(cluster, small_job("like-it"), namespace)
+    wait_for(lambda: status_of(cluster, "like-it", namespace).get("plan"), timeout=30)
+    assert status_of(cluster, "like-it", namespace)["plan"]["estimateBasis"].startswith("calibrated from")
+
+
 def test_finished_job_is_deleted_after_its_ttl(cluster, operator, namespace):
     # a TTL long enough to see the job finished first: its wake-up comes on time, not on a sweep
     apply(cluster, small_job("ephemeral", ttlSecondsAfterFinished=5), namespace)
@@ -190,7 +266,7 @@ def test_finished_job_is_deleted_after_its_ttl(cluster, operator, namespace):
 
 def test_trainer_token_patches_its_own_status_and_nothing_else(cluster, operator, namespace, tmp_path, monkeypatch):
     for name in ("mine", "theirs"):
-        apply(cluster, small_job(name, suspend=True), namespace)
+        apply(cluster, small_job(name), namespace)
         wait_for(lambda: get(cluster, "rolebinding", f"{name}-trainer", namespace), timeout=30)
     token = cluster.kubectl("create", "token", "mine-trainer", "-n", namespace).strip()
     (tmp_path / "token").write_text(token)

@@ -178,13 +178,37 @@ def test_without_a_checkpoint_claim_outputs_stay_in_the_pods_emptydir(job_dict):
 
 
 def test_a_job_across_pods_without_a_shared_claim_is_refused_before_launch(job_dict):
-    import asyncio
-
-    from trainwright.controller.handlers import preflight
+    from trainwright.controller.reconcile import launch_blocker
 
     job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {"family": "gpt", "layers": 2, "hidden": 64}})
     job_dict["spec"]["resources"] = {"gpus": 0, "workers": 2, "workersPerPod": 1}
     job_dict["spec"].pop("checkpoint", None)
     job = parse_job(job_dict)
-    reason, message = asyncio.run(preflight(job, plan_job(job.spec, default_catalog()), kube=None))
+    reason, message = launch_blocker(job.spec, plan_job(job.spec, default_catalog()), kuberay_installed=True)
     assert reason == "SharedClaimMissing" and message.startswith("spec.checkpoint.pvc: a job across 2 pods")
+
+
+@pytest.mark.parametrize("model, seconds", [
+    # LoRA on distilbert (66M): the weights alone are written, 264 MB at 500 MB/s, doubled: 1.06 s
+    ({"source": "hf://distilbert-base-uncased", "task": "sequence-classification", "adapter": {"rank": 16}}, 62),
+    # full fine-tune of an 8B model: weights and two Adam moments, 96 GB at 500 MB/s, doubled: 385 s
+    ({"source": "hf://meta-llama/Llama-3.1-8B", "task": "causal-lm"}, 446),
+    # a pvc:// model without model.parameters: its size is unknown
+    ({"source": "pvc://models/mine", "task": "causal-lm"}, 300),
+])
+def test_the_grace_period_lets_the_trainer_write_its_checkpoint_on_sigterm(job_dict, model, seconds):
+    job_dict["spec"]["model"] = model
+    _, _, children = children_of(job_dict)
+    assert children[-1]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == seconds
+
+
+def test_every_pod_of_a_rayjob_gets_the_grace_period(job_dict):
+    job_dict["spec"].update(strategy="scratch", resources={"gpus": 16, "gpuType": "nvidia-h100"},
+                            model={"task": "causal-lm", "architecture": {"family": "gpt", "layers": 12, "hidden": 768}},
+                            checkpoint={"pvc": "ckpt"})
+    _, plan, children = children_of(job_dict)
+    assert plan.launcher == "rayjob"
+    cluster = children[-1]["spec"]["rayClusterSpec"]
+    periods = {cluster["headGroupSpec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+               cluster["workerGroupSpecs"][0]["template"]["spec"]["terminationGracePeriodSeconds"]}
+    assert periods == {66}  # GPT-2 small: 124M x 12 bytes at 500 MB/s = 3 s, doubled, plus 60

@@ -61,7 +61,7 @@ def test_crd_carries_cel_rules_enums_defaults_and_columns():
     assert spec["properties"]["strategy"]["default"] == "auto"
     assert spec["properties"]["training"]["default"] == {}
     assert spec["properties"]["training"]["properties"]["epochs"]["minimum"] == 1
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Strategy", "GPUs", "Phase", "Progress", "Cost", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Strategy", "GPUs", "Phase", "Progress", "Cost", "ETA", "Age"]
     assert crd["spec"]["names"]["shortNames"] == ["tj"]
 
 

@@ -35,10 +35,10 @@ def test_job_series_follow_the_store():
 def test_handler_runs_are_counted_by_result():
     metrics = OperatorMetrics(JobStore())
 
-    @metrics.instrumented("launch")
     def launch(fail=False):
-        if fail:
-            raise RuntimeError("boom")
+        with metrics.timed("launch"):
+            if fail:
+                raise RuntimeError("boom")
 
     launch()
     try:

@@ -3,7 +3,7 @@
 import copy
 
 from trainwright.api import parse_job
-from trainwright.controller.handlers import ParsedJobs
+from trainwright.controller.reconciler import ParsedJobs
 from trainwright.planner import default_catalog, plan_job
 
 KEY = ("ml", "job")
@@ -13,7 +13,7 @@ def body_of(job_dict, generation=1, uid="u1"):
     plan = plan_job(parse_job(job_dict).spec, default_catalog()).to_wire()
     body = copy.deepcopy(job_dict)
     body["metadata"].update(uid=uid, generation=generation, namespace="ml")
-    body["status"] = {"plan": plan}
+    body["status"] = {"plan": plan, "launchedAt": "2026-12-02T00:00:00Z"}
     return body
 
 

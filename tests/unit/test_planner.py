@@ -92,7 +92,7 @@ def test_sized_down_plans_say_so(job_dict):
 def test_plan_json_uses_the_contract_keys(job_dict):
     wire = plan_job(spec_of(job_dict), CATALOG).model_dump(by_alias=True, mode="json")
     assert set(wire) == {"strategy", "reason", "gpus", "launcher", "workers", "pods", "gpusPerPod",
-                         "estimatedSeconds", "estimatedCostUSD", "notes"}
+                         "estimatedSeconds", "estimatedCostUSD", "estimateBasis", "notes"}
 
 
 def test_unknown_parameter_count_gives_no_estimate(job_dict):

@@ -41,3 +41,22 @@ app.kubernetes.io/part-of: trainwright
 {{- define "trainwright.catalogPath" -}}
 /etc/trainwright/catalog.yaml
 {{- end -}}
+
+{{/* "true" when the operator runs with leader election (leaderElection.enabled, or null and more
+than one replica); "" otherwise. More than one replica without it is refused. */}}
+{{- define "trainwright.leaderElect" -}}
+{{- $replicas := int .Values.replicaCount -}}
+{{- $enabled := .Values.leaderElection.enabled -}}
+{{- if kindIs "invalid" $enabled -}}
+{{- $enabled = gt $replicas 1 -}}
+{{- end -}}
+{{- if and (not $enabled) (gt $replicas 1) -}}
+{{- fail "replicaCount > 1 needs leaderElection.enabled: without it every replica would act on every job" -}}
+{{- end -}}
+{{- if $enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Lease the replicas share (the operator's --leader-election-id). */}}
+{{- define "trainwright.leaseName" -}}
+{{- printf "%s-operator" (include "trainwright.fullname" .) -}}
+{{- end -}}

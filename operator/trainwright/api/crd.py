@@ -22,6 +22,8 @@ PRINTER_COLUMNS = [
      "description": "Fraction of training steps done."},
     {"name": "Cost", "type": "number", "format": "float", "jsonPath": ".status.cost.usd",
      "description": "Accrued cost in USD."},
+    {"name": "ETA", "type": "string", "jsonPath": ".status.cost.eta",
+     "description": "Projected time left, from the measured throughput."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -99,6 +101,19 @@ def model_schema(model: type[BaseModel]) -> dict:
     return {**_structural(top, raw.get("$defs", {}), _models_by_name(model)), **_validations(model)}
 
 
+def immutability_rules() -> list[dict]:
+    """Transition rules: a launched job's training fields cannot change (status.launchedAt is
+    set in the same write that says the trainer was created). Before launch they may, so a job
+    waiting for its claim can still be fixed."""
+    return [{"rule": f"!has(oldSelf.status) || !has(oldSelf.status.launchedAt) || "
+                     f"(has(self.spec.{name}) == has(oldSelf.spec.{name}) && "
+                     f"(!has(self.spec.{name}) || self.spec.{name} == oldSelf.spec.{name}))",
+             "message": f"spec.{name} cannot change after the job has launched (status.launchedAt); "
+                        "delete and re-create the job to change it",
+             "fieldPath": f".spec.{name}"}
+            for name in TrainingJobSpec.immutable_after_launch]
+
+
 def build_crd() -> dict:
     spec_schema = model_schema(TrainingJobSpec)
     _defaulted_objects(TrainingJobSpec, spec_schema)
@@ -127,7 +142,7 @@ def build_crd() -> dict:
                     "x-kubernetes-validations": [{
                         "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
                         "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters (children add suffixes)",
-                    }],
+                    }, *immutability_rules()],
                     "properties": {
                         "apiVersion": {"type": "string"},
                         "kind": {"type": "string"},

@@ -1,5 +1,6 @@
 """Whole TrainingJob documents: reading them from YAML and explaining what is wrong with them."""
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -84,7 +85,13 @@ def parse_job(document: object, source: str = "<input>") -> TrainingJob:
     if not isinstance(document, dict):
         raise ManifestError(source, [f"(document): expected a mapping, got {type(document).__name__}"])
     try:
-        return TrainingJob.model_validate(document)
+        # As the API server sees it: JSON (YAML's dates become strings, as kubectl sends them),
+        # and strict types (no "3" for 3, no 1 for true), so both accept and refuse the same.
+        wire = json.dumps(document, default=str, allow_nan=False)
+    except (ValueError, TypeError) as error:
+        raise ManifestError(source, [f"(document): not representable as JSON: {error}"]) from None
+    try:
+        return TrainingJob.model_validate_json(wire, strict=True)
     except ValidationError as error:
         raise ManifestError(source, describe_validation_error(error)) from None
 

@@ -32,6 +32,16 @@ class ApiModel(BaseModel):
     )
     cel_rules: ClassVar[tuple[CrossFieldRule, ...]] = ()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_null_fields(cls, data):
+        """A field set to null is as if absent, as the API server sees it: none of ours is
+        nullable, so it prunes them (and applies the default). Unknown fields stay, to be refused."""
+        if not isinstance(data, dict):
+            return data
+        known = {name for name, f in cls.model_fields.items()} | {f.alias for f in cls.model_fields.values() if f.alias}
+        return {k: v for k, v in data.items() if v is not None or k not in known}
+
     @model_validator(mode="after")
     def _check_cel_rules(self):
         check_rules(self, self.cel_rules)
@@ -181,6 +191,9 @@ class CheckpointSpec(ApiModel):
 class BudgetSpec(ApiModel):
     maxCostUSD: float | None = Field(None, gt=0, le=1e9, description="Stop the job when its accrued cost passes this many dollars.")
     maxDuration: str | None = Field(None, max_length=32, pattern=DURATION_PATTERN, description="Stop the job after it has run this long, e.g. 6h or 1h30m.")
+    onProjectedOverrun: Literal["warn", "stop"] = Field(
+        "warn", description="When the cost projected from measured throughput passes maxCostUSD: warn (condition "
+                            "BudgetAtRisk, an Event, an alert) or stop (checkpoint, then BudgetExceeded before the money is spent).")
 
     def max_duration_seconds(self) -> float | None:
         return parse_duration(self.maxDuration) if self.maxDuration else None
@@ -188,6 +201,11 @@ class BudgetSpec(ApiModel):
 
 class TrainingJobSpec(ApiModel):
     """What a user asks for: strategy, model, dataset, resources, and the limits around them."""
+
+    # What the launched trainer and its checkpoints are made from: fixed once the job has
+    # launched (a CEL transition rule on the CRD). suspend, budget and the TTL stay editable.
+    immutable_after_launch: ClassVar[tuple[str, ...]] = (
+        "strategy", "model", "dataset", "resources", "training", "checkpoint", "backoffLimit")
 
     strategy: Strategy = Field("auto", description="fine-tune, scratch, hybrid, or auto (the planner picks and says why).")
     model: ModelSpec = Field(description="The model: pre-trained source, adapter, head or architecture.")

@@ -27,6 +27,7 @@ class Plan(ApiModel):
     gpusPerPod: int = Field(ge=0, description="GPUs requested by each pod.")
     estimatedSeconds: float | None = Field(None, ge=0, description="Estimated training time; absent when the model size is unknown.")
     estimatedCostUSD: float | None = Field(None, ge=0, description="Estimated cost; absent when the time is unknown.")
+    estimateBasis: str | None = Field(None, max_length=512, description="What the estimate rests on: the FLOPs formula, or calibration from N finished runs of like jobs.")
     notes: list[str] = Field(default_factory=list, description="Adjustments and caveats, e.g. a GPU request sized down.")
 
 
@@ -41,6 +42,8 @@ class Progress(ApiModel):
     samplesPerSecond: float | None = Field(None, ge=0, description="Training throughput over all workers.")
     etaSeconds: float | None = Field(None, ge=0, description="Estimated seconds left.")
     metrics: dict[str, float] | None = Field(None, description="Latest validation metrics, e.g. val_loss, val_accuracy.")
+    stepSeconds: float | None = Field(None, ge=0, description="Wall time spent in training steps by this attempt (evaluation excluded): calibrates later plans.")
+    samplesSeen: int | None = Field(None, ge=0, description="Samples trained on by this attempt, over all workers.")
     updatedAt: str | None = Field(None, description="RFC 3339 time of this report.")
 
 
@@ -55,6 +58,11 @@ class Cost(ApiModel):
     settledGpuSeconds: float = Field(0.0, ge=0, description="GPU-seconds of pods that are gone (deleted, retried, suspended, stopped).")
     pods: list[PodCost] | None = Field(None, max_length=10_000, description="The pods there now and their device-seconds so far.")
     updatedAt: str | None = Field(None, description="RFC 3339 time of the last accrual.")
+    projectedUSD: float | None = Field(None, ge=0, description="Accrued cost plus the steps left at the measured rate on the devices held now.")
+    projectedSeconds: float | None = Field(None, ge=0, description="Projected run time, from the first start to the end.")
+    etaSeconds: float | None = Field(None, ge=0, description="Projected seconds left.")
+    eta: str | None = Field(None, max_length=32, description="Projected time left, e.g. 1h05m (kubectl get's ETA column).")
+    projectedCompletionTime: str | None = Field(None, description="RFC 3339 time the job is projected to finish.")
 
 
 class CheckpointStatus(ApiModel):
@@ -78,6 +86,7 @@ class TrainingJobStatus(ApiModel):
     checkpoint: CheckpointStatus | None = Field(None, description="The newest checkpoint.")
     conditions: list[Condition] | None = Field(None, description="Observations with reasons.")
     restarts: int | None = Field(None, ge=0, description="Times the trainer was restarted after a failure.")
+    launchedAt: str | None = Field(None, description="When the operator first created the trainer; from then on the spec's training fields are immutable.")
     startTime: str | None = Field(None, description="When the trainer first ran.")
     completionTime: str | None = Field(None, description="When the job finished.")
     observedGeneration: int | None = Field(None, ge=0, description="The spec generation this status reflects.")

@@ -4,17 +4,30 @@ Names are deterministic, so a retried or restarted create finds what is already 
 """
 
 import json
+import math
 from dataclasses import dataclass
 
 from trainwright.api import API_VERSION, KIND, TrainingJob
+from trainwright.api import pod_contract as pod
 from trainwright.api.status import Plan
 from trainwright.controller import constants as c
+from trainwright.planner.estimate import checkpoint_seconds
+from trainwright.planner.models import parameter_count
 
 RAY_AGENT_PORT = 52365  # the dashboard agent of every Ray node
 RAY_HEALTH_PATH = "/api/local_raylet_healthz"
 RAY_HEAD_PORTS = [{"name": "gcs-server", "containerPort": 6379}, {"name": "dashboard", "containerPort": 8265},
                   {"name": "client", "containerPort": 10001}]
 SUBMITTER_RESOURCES = {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+# The trainer pods' terminationGracePeriodSeconds: on SIGTERM the trainer finishes its step (or
+# its evaluation batch), writes a checkpoint and exits 143 (docs/trainer.md), and the kubelet must
+# not SIGKILL it first. The write is sized as the planner sizes checkpoints (weights and two Adam
+# moments, 4 bytes each, at CHECKPOINT_BYTES_PER_SECOND), doubled for a slower volume, plus a margin
+# for the step in flight, the process's exit and the last status patch. A trainer exits as soon as
+# it has written, so a generous period costs nothing unless the trainer hangs.
+GRACE_MARGIN_SECONDS = 60
+GRACE_WRITE_FACTOR = 2
+GRACE_UNKNOWN_MODEL_SECONDS = 300  # a model whose parameter count the plan cannot know (pvc:// without model.parameters)
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,11 @@ def _labels(job: TrainingJob, plan: Plan) -> dict:
     return labels
 
 
+def queue_of(job: TrainingJob) -> str | None:
+    """The Kueue LocalQueue the job's label names (None: the job is not Kueue's)."""
+    return (job.metadata.model_extra.get("labels") or {}).get(c.KUEUE_QUEUE_LABEL) or None
+
+
 def owner_reference(name: str, uid: str) -> dict:
     return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid,
             "controller": True, "blockOwnerDeletion": True}
@@ -71,7 +89,7 @@ def resolved_job(job: TrainingJob, plan: Plan) -> dict:
 def build_config_map(job: TrainingJob, plan: Plan, uid: str) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _metadata(job, plan, config_map_name(job.metadata.name), uid),
-            "data": {c.JOB_FILE_KEY: json.dumps(resolved_job(job, plan), indent=2)}}
+            "data": {pod.JOB_FILE_KEY: json.dumps(resolved_job(job, plan), indent=2)}}
 
 
 def build_service_account(job: TrainingJob, plan: Plan, uid: str) -> dict:
@@ -105,6 +123,12 @@ def claims_of(job: TrainingJob) -> list[tuple[str, str]]:
     return found
 
 
+def dependencies_of(job: TrainingJob) -> list[tuple[str, str, str]]:
+    """(spec field, kind, name) of every object the job's pods need to start: the job waits
+    for each, rather than failing, as a pod waits for its claim."""
+    return [(field, "PersistentVolumeClaim", claim) for field, claim in claims_of(job)]
+
+
 def _source_claims(job: TrainingJob) -> list[str]:
     """Claims named by pvc:// sources, mounted read-only under PVC_ROOT (each once)."""
     return list(dict.fromkeys(claim for field, claim in claims_of(job) if field != "checkpoint.pvc"))
@@ -129,6 +153,16 @@ RESTRICTED_POD_SECURITY = {
 }
 
 
+def termination_grace_seconds(job: TrainingJob, plan: Plan) -> int:
+    """Seconds between SIGTERM and SIGKILL that let the trainer write its checkpoint (above)."""
+    parameters = parameter_count(job.spec, plan.strategy)
+    if parameters is None:
+        return GRACE_UNKNOWN_MODEL_SECONDS
+    adapter_only = plan.strategy == "fine-tune" and job.spec.model.adapter is not None  # no moments for the base
+    write = checkpoint_seconds(parameters, 1.0 if adapter_only else 0.0, 1)
+    return math.ceil(GRACE_MARGIN_SECONDS + GRACE_WRITE_FACTOR * write)
+
+
 def workers_per_pod(plan: Plan) -> int:
     """Ray Train workers in one pod: every pod of a plan hosts the same number."""
     return max(1, plan.workers // max(1, plan.pods))
@@ -149,36 +183,36 @@ def build_pod_spec(job: TrainingJob, plan: Plan, settings: LaunchSettings, gpus:
         {"name": "workspace", "emptyDir": {}},
     ]
     mounts = [
-        {"name": "job", "mountPath": c.JOB_MOUNT, "readOnly": True},
+        {"name": "job", "mountPath": pod.JOB_MOUNT, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "workspace", "mountPath": "/workspace"},
     ]
     env = {
-        "TRAINWRIGHT_JOB_FILE": f"{c.JOB_MOUNT}/{c.JOB_FILE_KEY}",
-        "TRAINWRIGHT_OUTPUT_DIR": c.OUTPUT_DIR,
-        "TRAINWRIGHT_PVC_ROOT": c.PVC_ROOT,
-        "TRAINWRIGHT_REPORTERS": "jsonl,prometheus,kubernetes",
-        "TRAINWRIGHT_METRICS_PORT": str(c.TRAINER_PORT),
-        "TRAINWRIGHT_JOB_NAME": name,
-        "TRAINWRIGHT_JOB_NAMESPACE": job.metadata.namespace,
-        "TRAINWRIGHT_POD_GPUS": str(gpus),  # the trainer refuses to run on CPU when these are not visible
+        pod.JOB_FILE_ENV: pod.JOB_FILE,
+        pod.OUTPUT_DIR_ENV: pod.OUTPUT_DIR,
+        pod.PVC_ROOT_ENV: pod.PVC_ROOT,
+        pod.REPORTERS_ENV: pod.POD_REPORTERS,
+        pod.METRICS_PORT_ENV: str(pod.METRICS_PORT),
+        pod.JOB_NAME_ENV: name,
+        pod.JOB_NAMESPACE_ENV: job.metadata.namespace,
+        pod.POD_GPUS_ENV: str(gpus),  # the trainer refuses to run on CPU when these are not visible
         "HF_HOME": "/tmp/hf",
     }
     if job.spec.checkpoint.pvc:
         volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": job.spec.checkpoint.pvc}})
-        mounts.append({"name": "checkpoints", "mountPath": c.CLAIM_MOUNT})
-        env["TRAINWRIGHT_CHECKPOINT_DIR"] = f"{c.CLAIM_MOUNT}/{name}/checkpoints"
-        env["TRAINWRIGHT_OUTPUT_DIR"] = f"{c.CLAIM_MOUNT}/{name}/output"  # the model outlives the pod
+        mounts.append({"name": "checkpoints", "mountPath": pod.CLAIM_MOUNT})
+        env[pod.CHECKPOINT_DIR_ENV] = pod.claim_checkpoint_dir(name)
+        env[pod.OUTPUT_DIR_ENV] = pod.claim_output_dir(name)
     for claim in _source_claims(job):
         volumes.append({"name": f"pvc-{claim}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
-        mounts.append({"name": f"pvc-{claim}", "mountPath": f"{c.PVC_ROOT}/{claim}", "readOnly": True})
+        mounts.append({"name": f"pvc-{claim}", "mountPath": f"{pod.PVC_ROOT}/{claim}", "readOnly": True})
     container = {
         "name": c.TRAINER_CONTAINER,
         "image": settings.trainer_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python", "-m", "trainwright.trainer"],
         "env": [{"name": k, "value": v} for k, v in env.items()],
-        "ports": [{"name": "metrics", "containerPort": c.TRAINER_PORT}],
+        "ports": [{"name": "metrics", "containerPort": pod.METRICS_PORT}],
         "resources": {"requests": requests, "limits": limits},
         "volumeMounts": mounts,
         "securityContext": RESTRICTED_CONTAINER_SECURITY,
@@ -186,6 +220,7 @@ def build_pod_spec(job: TrainingJob, plan: Plan, settings: LaunchSettings, gpus:
     return {
         "serviceAccountName": service_account_name(name),
         "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": termination_grace_seconds(job, plan),
         "securityContext": RESTRICTED_POD_SECURITY,
         "containers": [container],
         "volumes": volumes,
@@ -200,7 +235,9 @@ def build_trainer_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSe
         "spec": {
             "backoffLimit": job.spec.backoffLimit,
             "completions": 1, "parallelism": 1,
-            "suspend": False,
+            # Queued: created suspended (as Kueue's webhook would make it), and Kueue
+            # un-suspends it when it admits it.
+            "suspend": queue_of(job) is not None,
             "template": {"metadata": {"labels": metadata["labels"]},
                          "spec": build_pod_spec(job, plan, settings, plan.gpusPerPod, workers_per_pod(plan))},
         },
@@ -235,7 +272,8 @@ def build_ray_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettin
         "apiVersion": f"{c.RAY_GROUP}/{c.RAY_VERSION}", "kind": "RayJob", "metadata": metadata,
         "spec": {
             "entrypoint": "python -m trainwright.trainer",
-            "shutdownAfterJobFinishes": True,
+            "shutdownAfterJobFinishes": True,  # Kueue requires it: the cluster goes with the job
+            "suspend": queue_of(job) is not None,  # queued: Kueue un-suspends it when it admits it
             "backoffLimit": job.spec.backoffLimit,
             "submitterPodTemplate": {"metadata": {"labels": metadata["labels"]}, "spec": submitter},
             "rayClusterSpec": {

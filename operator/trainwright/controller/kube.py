@@ -2,9 +2,8 @@
 
 Asynchronous, on aiohttp, with plain JSON in and out so builders can stay dicts. Credentials
 come from the official client's Configuration (kubeconfig or in-cluster; a refreshed token
-is read on each request). Through the official threaded client a request cost the operator
-about 0.47 ms of CPU; here about 0.18 ms, and no thread hand-offs (1,500 creates, measured on
-the local control plane).
+is read on each request). Not the official threaded client: each of its requests costs the
+operator more than twice the CPU and a thread hand-off (bench/results/operator-cpu.md).
 """
 
 import ssl
@@ -103,7 +102,7 @@ class Kube:
                       content_type: str = "application/json", timeout: float = 30) -> dict:
         """One call; a write skips the server's unknown-field check: we build every object
         ourselves (tests hold them to the schemas), nobody reads the warnings it would send, and
-        it costs the API server about 5% of a write."""
+        the check is a measurable share of the API server's work per write."""
         data = orjson.dumps(body) if body is not None else None
         if method in WRITES:
             query = [*(query or []), ("fieldValidation", "Ignore")]

@@ -1,7 +1,6 @@
 """/metrics: a custom collector over the jobs the operator knows, so a deleted job's series vanish."""
 
-import asyncio
-import functools
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ class JobSnapshot:
     gpu_seconds: float
     cost_usd: float
     estimated_cost_usd: float | None
+    projected_cost_usd: float | None
     budget_usd: float | None
     samples_per_second: float | None
     loss: float | None
@@ -39,9 +39,10 @@ def snapshot_of(body: dict) -> JobSnapshot:
         namespace=body["metadata"]["namespace"], name=body["metadata"]["name"],
         strategy=plan.get("strategy") or spec.get("strategy", "auto"),
         phase=status.get("phase") or "Pending", gpus=plan.get("gpus", 0),
-        progress_ratio=progress.get("ratio"), eta_seconds=progress.get("etaSeconds"),
+        progress_ratio=progress.get("ratio"),
+        eta_seconds=cost["etaSeconds"] if cost.get("etaSeconds") is not None else progress.get("etaSeconds"),
         gpu_seconds=cost.get("gpuSeconds", 0.0), cost_usd=cost.get("usd", 0.0),
-        estimated_cost_usd=plan.get("estimatedCostUSD"),
+        estimated_cost_usd=plan.get("estimatedCostUSD"), projected_cost_usd=cost.get("projectedUSD"),
         budget_usd=(spec.get("budget") or {}).get("maxCostUSD"),
         samples_per_second=progress.get("samplesPerSecond"), loss=progress.get("loss"),
     )
@@ -54,6 +55,9 @@ class JobStore:
         self._jobs: dict[tuple[str, str], JobSnapshot] = {}
         self._lock = threading.Lock()
         self.last_event = 0.0
+        # Whether this replica exports the jobs' series: with leader election only the leader
+        # does, or every sum over jobs would count each job once per replica.
+        self.exporting_jobs = True
 
     def put(self, snapshot: JobSnapshot) -> None:
         with self._lock:
@@ -75,13 +79,14 @@ class JobCollector:
         self.store = store
 
     def collect(self):
-        jobs = self.store.all()
+        jobs = self.store.all() if self.store.exporting_jobs else []
         phase = GaugeMetricFamily("trainwright_job_phase", "1 for the job's current phase.", labels=JOB_LABELS + ["phase"])
         gauges = {
             "progress_ratio": GaugeMetricFamily("trainwright_job_progress_ratio", "Fraction of training steps done.", labels=JOB_LABELS),
-            "eta_seconds": GaugeMetricFamily("trainwright_job_eta_seconds", "Estimated seconds left.", labels=JOB_LABELS),
+            "eta_seconds": GaugeMetricFamily("trainwright_job_eta_seconds", "Projected seconds left, from the measured throughput.", labels=JOB_LABELS),
             "gpus": GaugeMetricFamily("trainwright_job_gpus", "GPUs the job runs on.", labels=JOB_LABELS),
             "estimated_cost_usd": GaugeMetricFamily("trainwright_job_estimated_cost_dollars", "The planner's cost estimate.", labels=JOB_LABELS),
+            "projected_cost_usd": GaugeMetricFamily("trainwright_job_projected_cost_dollars", "Accrued cost plus the steps left at the measured rate.", labels=JOB_LABELS),
             "budget_usd": GaugeMetricFamily("trainwright_job_budget_dollars", "spec.budget.maxCostUSD.", labels=JOB_LABELS),
             "samples_per_second": GaugeMetricFamily("trainwright_job_samples_per_second", "Training throughput.", labels=JOB_LABELS),
             "loss": GaugeMetricFamily("trainwright_job_loss", "Recent training loss.", labels=JOB_LABELS),
@@ -106,6 +111,10 @@ class JobCollector:
                                  "Unix time of the last TrainingJob watch event.")
         last.add_metric([], self.store.last_event)
         yield last
+        leading = GaugeMetricFamily("trainwright_operator_leader",
+                                    "1 when this replica acts on jobs (and exports their series), 0 in standby.")
+        leading.add_metric([], 1.0 if self.store.exporting_jobs else 0.0)
+        yield leading
 
 
 class OperatorMetrics:
@@ -124,29 +133,12 @@ class OperatorMetrics:
         self.handler_runs.labels(handler, result).inc()
         self.handler_duration.labels(handler, result).observe(seconds)
 
-    def instrumented(self, handler: str):
-        """Count and time a kopf handler by result, keeping it sync or async as it was."""
-        def decorate(fn):
-            if asyncio.iscoroutinefunction(fn):
-                @functools.wraps(fn)
-                async def run_async(*args, **kwargs):
-                    start, result = time.perf_counter(), "error"
-                    try:
-                        value = await fn(*args, **kwargs)
-                        result = "success"
-                        return value
-                    finally:
-                        self.observe(handler, result, time.perf_counter() - start)
-                return run_async
-
-            @functools.wraps(fn)
-            def run(*args, **kwargs):
-                start, result = time.perf_counter(), "error"
-                try:
-                    value = fn(*args, **kwargs)
-                    result = "success"
-                    return value
-                finally:
-                    self.observe(handler, result, time.perf_counter() - start)
-            return run
-        return decorate
+    @contextlib.contextmanager
+    def timed(self, handler: str):
+        """Count and time a piece of work (a reconcile, a launch) by result."""
+        start, result = time.perf_counter(), "error"
+        try:
+            yield
+            result = "success"
+        finally:
+            self.observe(handler, result, time.perf_counter() - start)

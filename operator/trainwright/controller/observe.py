@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from trainwright.controller.constants import KUEUE_QUEUE_LABEL
 from trainwright.controller.reconcile import LauncherState, parse_time
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -44,9 +45,49 @@ def ray_job_state(ray_job: dict | None) -> LauncherState:
         failures=status.get("failed", 0) or 0,
         succeeded=job_status == "SUCCEEDED",
         failed=job_status in ("FAILED", "STOPPED") or deployment == "Failed",
-        suspended=deployment == "Suspended",
+        # Kueue suspends and un-suspends spec.suspend; KubeRay follows in jobDeploymentStatus.
+        suspended=deployment == "Suspended" or bool((ray_job.get("spec") or {}).get("suspend")),
         message=status.get("message", ""),
     )
+
+
+def owned_workload(workloads: list[dict], owner_uid: str) -> dict | None:
+    """Kueue's Workload for the launcher with this UID: the one it owns."""
+    return next((w for w in workloads if owner_uid and any(
+        o.get("uid") == owner_uid for o in (w.get("metadata") or {}).get("ownerReferences") or [])), None)
+
+
+# The Workload's conditions that say why it still waits, in the order they matter.
+_WAITING_CONDITIONS = (("Evicted", "True"), ("QuotaReserved", "False"), ("Admitted", "False"))
+
+
+def queued_message(workload: dict | None, queue: str | None) -> str:
+    """Why a suspended launcher waits, in Kueue's words: its Workload's condition message
+    (e.g. QuotaReserved False: "couldn't assign flavors to pod set main: insufficient unused
+    quota for nvidia.com/gpu in flavor default-flavor, 8 more needed")."""
+    if workload is None:
+        return (f"queued in Kueue LocalQueue {queue!r}: waiting for Kueue to make its Workload" if queue
+                else "the launcher is suspended (queued)")
+    name = workload["metadata"].get("name", "")
+    queue = (workload.get("spec") or {}).get("queueName") or queue
+    conditions = {c.get("type"): c for c in (workload.get("status") or {}).get("conditions") or []}
+    for type_, status in _WAITING_CONDITIONS:
+        condition = conditions.get(type_)
+        if condition and condition.get("status") == status and condition.get("message"):
+            return f"queued in Kueue LocalQueue {queue!r} (Workload {name}): {condition['message']}"
+    if (conditions.get("Admitted") or {}).get("status") == "True":
+        return f"admitted by Kueue from LocalQueue {queue!r} (Workload {name}): starting"
+    return f"queued in Kueue LocalQueue {queue!r} (Workload {name})"
+
+
+def queue_label_patch(queue: str | None, workload: dict | None) -> dict | None:
+    """A merge patch that moves a suspended launcher to the job's queue when the job's label
+    names another LocalQueue than its Workload's (Kueue follows the launcher's label). None when
+    they agree, when no Workload is there to compare with, or when the label was removed: a
+    launcher taken out of Kueue would leave its Workload queued, so it stays where it is."""
+    if not queue or workload is None or (workload.get("spec") or {}).get("queueName") == queue:
+        return None
+    return {"metadata": {"labels": {KUEUE_QUEUE_LABEL: queue}}}
 
 
 def pod_devices(pod: dict, cpu_job: bool) -> int:
@@ -84,6 +125,12 @@ def pods_usage(pods: list[dict], cpu_job: bool, now: datetime) -> tuple[int, dic
         seconds[pod["metadata"]["uid"]] = (max(0.0, (window[1] - window[0]).total_seconds()) * pod_devices(pod, cpu_job)
                                            if window else 0.0)
     return running, seconds
+
+
+def running_devices(pods: list[dict], cpu_job: bool) -> int:
+    """Devices held by the pods running now: the rate the job's cost grows at."""
+    return sum(pod_devices(p, cpu_job) for p in pods
+               if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
 
 
 def waiting_reason(pods: list[dict]) -> str:

@@ -1,4 +1,5 @@
-"""Time and cost from FLOPs: 6 x parameters x tokens, over the device's peak and a utilisation."""
+"""Time and cost from FLOPs: 6 x parameters x tokens, over the device's peak and a utilisation,
+plus the overheads every run has: start-up, evaluation and checkpoints."""
 
 from dataclasses import dataclass
 
@@ -6,6 +7,11 @@ from trainwright.planner.catalog import GpuType
 
 ADAPTER_FLOP_FACTOR = 2 / 3  # no weight gradients for the frozen base
 MULTI_NODE_EFFICIENCY = 0.9  # network overhead once a job spans nodes
+# Uncalibrated overheads. Start-up: the image is on the node; the interpreter, imports, building
+# or loading the model and tokenising the data take this long before the first step.
+DEFAULT_STARTUP_SECONDS = 30.0
+CHECKPOINT_BYTES_PER_SECOND = 500e6  # a network volume's sustained write
+BYTES_PER_PARAMETER = 4  # fp32 weights; trained ones carry two fp32 Adam moments besides
 
 
 @dataclass(frozen=True)
@@ -28,3 +34,13 @@ def estimate(flops: float, device: GpuType, devices: int, utilization: float, mu
     efficiency = MULTI_NODE_EFFICIENCY if multi_node else 1.0
     seconds = flops / (device.peak_flops * utilization * devices * efficiency)
     return Estimate(seconds, seconds * devices * device.price_per_hour / 3600)
+
+
+def evaluation_flops(parameters: int, samples: int, validation_split: float, seq_length: int, epochs: int) -> float:
+    """A forward pass (2 N T) over the validation set after every epoch."""
+    return 2.0 * parameters * int(samples * validation_split) * seq_length * epochs
+
+
+def checkpoint_seconds(parameters: int, frozen_fraction: float, checkpoints: int) -> float:
+    trained = parameters * (1 - frozen_fraction)
+    return checkpoints * (parameters + 2 * trained) * BYTES_PER_PARAMETER / CHECKPOINT_BYTES_PER_SECOND

@@ -1,0 +1,45 @@
+"""The pod contract: what the operator's pods tell the trainer, named once.
+
+The operator writes these (controller/children.py) and the trainer reads them
+(trainer/environment.py, kube_reporter.py); docs/trainer.md describes them for people who run
+the trainer image themselves.
+"""
+
+# Environment variables the trainer reads.
+JOB_FILE_ENV = "TRAINWRIGHT_JOB_FILE"  # the resolved job (YAML or JSON), written by the operator
+JOB_ENV = "TRAINWRIGHT_JOB"  # the same as JSON in the variable itself (no file)
+OUTPUT_DIR_ENV = "TRAINWRIGHT_OUTPUT_DIR"
+CHECKPOINT_DIR_ENV = "TRAINWRIGHT_CHECKPOINT_DIR"
+PVC_ROOT_ENV = "TRAINWRIGHT_PVC_ROOT"
+REPORTERS_ENV = "TRAINWRIGHT_REPORTERS"
+METRICS_PORT_ENV = "TRAINWRIGHT_METRICS_PORT"
+JOB_NAME_ENV = "TRAINWRIGHT_JOB_NAME"
+JOB_NAMESPACE_ENV = "TRAINWRIGHT_JOB_NAMESPACE"
+POD_GPUS_ENV = "TRAINWRIGHT_POD_GPUS"  # GPUs the pod was given: the trainer refuses to run without them
+KUBE_API_ENV = "TRAINWRIGHT_KUBE_API"  # outside a pod: where the status reporter finds the API server
+KUBE_TOKEN_FILE_ENV = "TRAINWRIGHT_KUBE_TOKEN_FILE"
+KUBE_CA_FILE_ENV = "TRAINWRIGHT_KUBE_CA_FILE"
+
+# Where things are in the pod.
+JOB_MOUNT = "/etc/trainwright"
+JOB_FILE_KEY = "job.yaml"
+JOB_FILE = f"{JOB_MOUNT}/{JOB_FILE_KEY}"
+# The checkpoint claim, mounted whole (no subPath: kubelet would create that folder as root).
+CLAIM_MOUNT = "/mnt/trainwright"
+PVC_ROOT = "/mnt/pvc"  # claims named by pvc:// sources, each read-only at PVC_ROOT/CLAIM
+OUTPUT_DIR = "/workspace/output"  # without a checkpoint claim: an emptyDir, gone with the pod
+METRICS_PORT = 9090
+
+# Reporters: a person's run prints and writes metrics.jsonl; a pod also serves /metrics and
+# patches its job's status.
+LOCAL_REPORTERS = "console,jsonl"
+POD_REPORTERS = "jsonl,prometheus,kubernetes"
+
+
+def claim_checkpoint_dir(job_name: str) -> str:
+    return f"{CLAIM_MOUNT}/{job_name}/checkpoints"
+
+
+def claim_output_dir(job_name: str) -> str:
+    """The model and metrics.jsonl, on the claim: they outlive the pod."""
+    return f"{CLAIM_MOUNT}/{job_name}/output"
