@@ -16,8 +16,9 @@
    whatever the operator is doing (open loop), latency counted from that time, so a slow
    operator or API server shows in the latency instead of slowing the arrivals.
 3. Resident: `--resident` jobs launched by one operator and finished, then that operator left
-   idle for `--idle-seconds`, long enough for two of its resyncs (every job reconciled): its
-   memory with that many jobs known and its CPU while nothing happens. This runs on a second
+   idle for `--idle-seconds`: its memory with that many jobs known and its CPU while nothing
+   happens but resyncs (each job's own, spread over FINISHED_RESYNC_SECONDS for a finished job,
+   so any window of the idle time sees its share of them). This runs on a second
    control plane, started after the first is gone, whose kwok pods succeed a second after they
    start (the first keeps its pods running, so that no completions load the bursts).
 
@@ -53,13 +54,13 @@ from trainwright.api import FINISHED_PHASES, TrainingJob, parse_job
 from trainwright.api.status import Plan
 from trainwright.controller.children import LaunchSettings, build_children
 from trainwright.controller.constants import DEFAULT_TRAINER_IMAGE, MANAGED_BY, MANAGED_BY_LABEL, RECONCILE_WORKERS
-from trainwright.controller.handlers import RESYNC_SECONDS
 from trainwright.controller.informer import Informer
 from trainwright.controller.kube import Kube, load_configuration, resource_path
 from trainwright.controller.observe import waiting_reason
 from trainwright.controller.reconcile import (
-    LauncherState, Observed, fields_to_write, parse_time, planned_status, reconcile, rfc3339,
+    FINISHED_RESYNC_SECONDS, LauncherState, Observed, fields_to_write, parse_time, planned_status, reconcile, rfc3339,
 )
+from trainwright.controller.reconciler import create_children
 from trainwright.planner import Catalog, default_catalog, plan_job
 from trainwright.planner.catalog import CPU
 
@@ -245,7 +246,7 @@ def requests_since(cp: ControlPlane, before: Counter, reads: bool = False) -> Co
 def run_baseline(cp: ControlPlane, jobs: int, concurrency: int) -> dict:
     """An operator that costs nothing: each TrainingJob applied (`concurrency` at once), and
     right after its apply, with as many jobs at once as the operator has workers, the launcher's
-    prerequisites at once, then the launcher, then the status the operator would write."""
+    children in the operator's order (create_children), then the status the operator would write."""
     namespace = make_namespace(cp)
     catalog = default_catalog()
     price = catalog.get(CPU).price_per_hour
@@ -254,9 +255,7 @@ def run_baseline(cp: ControlPlane, jobs: int, concurrency: int) -> dict:
 
     async def launch(kube: Kube, index: int, body: dict) -> None:
         job, plan = parsed(body, catalog)
-        *prerequisites, launcher = build_children(job, plan, body["metadata"]["uid"], LAUNCH)
-        await asyncio.gather(*(kube.create(child) for child in prerequisites))
-        await kube.create(launcher)
+        await create_children(kube, build_children(job, plan, body["metadata"]["uid"], LAUNCH))
         status = launch_status(body, job, plan, price, datetime.now(timezone.utc))
         await kube.request("PATCH", resource_path(API_VERSION, "TrainingJob", namespace, job.metadata.name) + "/status",
                            {"status": status}, content_type="application/merge-patch+json")
@@ -439,7 +438,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="steady arrival: seconds (0: none)")
     parser.add_argument("--resident", type=int, default=5000, help="finished jobs the idle operator knows (0: none)")
     parser.add_argument("--idle-seconds", type=float, default=150.0,
-                        help=f"idle time measured; the operator resyncs every {RESYNC_SECONDS:.0f} s")
+                        help=f"idle time measured; a finished job is resynced every {FINISHED_RESYNC_SECONDS:.0f} s")
     args = parser.parse_args()
     log = Path(tempfile.mkdtemp(prefix="trainwright-bench-")) / "operator.log"
     steady_jobs = int(args.rate * args.duration)

@@ -12,7 +12,9 @@ from kubernetes.client.exceptions import ApiException
 from trainwright.api import reasons as r
 from trainwright.controller.children import LaunchSettings
 from trainwright.controller.metrics import JobStore, OperatorMetrics
-from trainwright.controller.reconcile import RETRY_MAX_SECONDS, retry_delay, rfc3339
+from trainwright.controller.reconcile import (
+    FINISHED_RESYNC_SECONDS, RESYNC_SECONDS, RETRY_MAX_SECONDS, resync_after, retry_delay, rfc3339,
+)
 from trainwright.controller.reconciler import Reconciler
 from trainwright.controller.world import World
 from trainwright.planner import default_catalog
@@ -284,3 +286,24 @@ def test_a_launcher_made_by_an_operator_that_stopped_before_its_status_write_sti
         return world
 
     assert status_of(run(go()))["launchedAt"] == rfc3339(NOW)
+
+
+def test_every_job_is_resynced_on_its_own_jittered_clock_and_a_finished_one_seldom(job_dict):
+    async def go():
+        reconciler, kube, world, _ = setup(job_dict)
+        kube.add("PersistentVolumeClaim", "ml", "data")
+        waits = []
+        world.mark_after = lambda key, seconds: waits.append(seconds)
+        await reconciler.reconcile_job(KEY)  # launched, its pods not started: no wake-up of its own
+        world.saw_launcher("MODIFIED", KEY, {"kind": "Job", "metadata": {"name": "sentiment-trainer", "uid": "l1"},
+                                             "status": {"succeeded": 1, "conditions": [
+                                                 {"type": "Complete", "status": "True", "message": "done"}]}})
+        await reconciler.reconcile_job(KEY)
+        return reconciler, world, waits
+
+    reconciler, world, waits = run(go())
+    assert status_of(world)["phase"] == "Succeeded"
+    assert 0.9 * RESYNC_SECONDS <= waits[0] <= 1.1 * RESYNC_SECONDS
+    assert 0.9 * FINISHED_RESYNC_SECONDS <= waits[1] <= 1.1 * FINISHED_RESYNC_SECONDS
+    assert KEY not in reconciler.parsed._cache  # a finished job's models are made again when needed, not kept
+    assert {resync_after("Running", j) for j in (0.0, 0.5, 0.999)} != {RESYNC_SECONDS}  # spread, not aligned

@@ -23,7 +23,6 @@ from trainwright.controller.world import World
 STORE = JobStore()
 METRICS = OperatorMetrics(STORE)
 WORLD = World()
-RESYNC_SECONDS = 60.0  # every job is reconciled at least this often, wake-ups or not
 log = logging.getLogger("trainwright.operator")
 
 __all__ = ["OperatorConfig", "METRICS", "configure_kopf", "SlimDiffBaseStorage"]
@@ -76,7 +75,7 @@ async def startup(settings: kopf.OperatorSettings, memo, **_):
                                  calibration_namespace=config.calibration_namespace)
     if not config.leader_elect:
         memo.tasks = [asyncio.create_task(informer.run()) for informer in watch_children(config)]
-        memo.tasks.append(asyncio.create_task(memo.reconciler.run(resync_seconds=RESYNC_SECONDS)))
+        memo.tasks.append(asyncio.create_task(memo.reconciler.run()))
         return
 
     async def lead():
@@ -88,7 +87,7 @@ async def startup(settings: kopf.OperatorSettings, memo, **_):
                     await asyncio.sleep(0.05)
             log.info("children listed; reconciling")
             STORE.exporting_jobs = True
-            tasks.append(asyncio.create_task(memo.reconciler.run(resync_seconds=RESYNC_SECONDS)))
+            tasks.append(asyncio.create_task(memo.reconciler.run()))
             await asyncio.gather(*tasks)
         finally:
             STORE.exporting_jobs = False

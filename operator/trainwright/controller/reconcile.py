@@ -82,6 +82,11 @@ BUDGET_CHECK_SECONDS = 3.0  # how late a running job may notice that it spent it
 MISSING_CHECK_SECONDS = 2.0  # a job waiting for a claim looks again this often (nothing tells us it came)
 RAY_POLL_SECONDS = 3.0  # RayJobs are read, not watched: an unfinished one is read this often
 QUEUE_POLL_SECONDS = 5.0  # Kueue's Workloads are read, not watched: a queued launcher's, this often
+# Each job is looked at again at least this often, whatever its wake-ups say: should one ever be
+# missed. Per job, from its own last reconcile (and jittered), so that the resyncs of thousands
+# of jobs spread out instead of queueing together ahead of a job just applied.
+RESYNC_SECONDS = 60.0
+FINISHED_RESYNC_SECONDS = 600.0  # a finished job changes only by events (edits, its pods) and its TTL
 RETRY_BASE_SECONDS = 1.0  # a failed reconcile is retried after 1, 2, 4, ... seconds (client-go's
 RETRY_MAX_SECONDS = 300.0  # rate-limited workqueue backs off per item the same way), at most this
 
@@ -340,6 +345,12 @@ def next_check(decision: Decision, plan: Plan) -> float | None:
     if _phase_reason(decision.status) == r.QUEUED and not decision.delete_job:
         waits.append(QUEUE_POLL_SECONDS)
     return min(waits) if waits else None
+
+
+def resync_after(phase: str | None, jitter: float) -> float:
+    """Seconds until the job's resync; ``jitter`` in [0, 1) moves it within +-10%."""
+    base = FINISHED_RESYNC_SECONDS if phase in FINISHED_PHASES else RESYNC_SECONDS
+    return base * (0.9 + 0.2 * jitter)
 
 
 def retry_delay(failures: int) -> float:

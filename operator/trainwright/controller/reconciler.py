@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -29,7 +30,7 @@ from trainwright.controller.observe import (
 )
 from trainwright.controller.reconcile import (
     Decision, LauncherState, Missing, Observed, failed_status, fields_to_write, finished_run, launch_blocker, next_check,
-    parse_time, planned_status, reconcile, retry_delay, rfc3339,
+    parse_time, planned_status, reconcile, resync_after, retry_delay, rfc3339,
 )
 from trainwright.controller.world import World
 from trainwright.planner import Calibration, CalibrationError, Catalog, PlanningError, Run, default_catalog, plan_job
@@ -78,18 +79,34 @@ class ParsedJobs:
     def get(self, key: Key, body: dict) -> tuple[TrainingJob, Plan]:
         meta, status = body["metadata"], body.get("status") or {}
         plan_wire = status.get("plan") if status.get("launchedAt") else None
+        if status.get("phase") in FINISHED_PHASES:  # seldom reconciled: not worth its memory
+            self._cache.pop(key, None)
+            job = _job_of(body)
+            return job, self._plan(job, plan_wire)
         version = (meta["uid"], meta.get("generation"), meta.get("labels") or {})
         old_version, job, old_plan_wire, plan = self._cache.get(key, (None, None, None, None))
         if version != old_version:
             job, plan = _job_of(body), None
         if plan is None or plan_wire != old_plan_wire:
-            plan = Plan.model_validate(plan_wire) if plan_wire else plan_job(job.spec, self.catalog,
-                                                                            calibration=self.calibration)
+            plan = self._plan(job, plan_wire)
         self._cache[key] = (version, job, plan_wire, plan)
         return job, plan
 
+    def _plan(self, job: TrainingJob, plan_wire: dict | None) -> Plan:
+        return Plan.model_validate(plan_wire) if plan_wire else plan_job(job.spec, self.catalog, calibration=self.calibration)
+
     def forget(self, key: Key) -> None:
         self._cache.pop(key, None)
+
+
+async def create_children(kube: Kube, children: list[dict]) -> dict | None:
+    """Create the children in the order the API server needs (see Reconciler._create_children);
+    the launcher's create answer (None: it was there)."""
+    *prerequisites, launcher = children
+    for wave in ([c for c in prerequisites if c["kind"] != "RoleBinding"],
+                 [c for c in prerequisites if c["kind"] == "RoleBinding"]):
+        await asyncio.gather(*(kube.create(child) for child in wave))
+    return await kube.create(launcher)
 
 
 def changed(old: dict, new: dict) -> dict:
@@ -111,9 +128,9 @@ class Reconciler:
         self.parsed.forget(key)
         self.failures.pop(key, None)
 
-    async def run(self, workers: int = c.RECONCILE_WORKERS, resync_seconds: float = 60.0) -> None:
+    async def run(self, workers: int = c.RECONCILE_WORKERS) -> None:
         """Workers take jobs from the world's queue, woken by their events and by the times
-        their last reconcile asked for; a resync queues every job now and then."""
+        their last reconcile asked for (a resync among them)."""
         async def worker():
             while True:
                 key = await self.world.take()
@@ -128,13 +145,8 @@ class Reconciler:
                 finally:
                     self.world.done(key)
 
-        async def resync():
-            while True:
-                await asyncio.sleep(resync_seconds)
-                self.world.sweep()
-
         await self.load_calibration()
-        await asyncio.gather(resync(), *(worker() for _ in range(workers)))
+        await asyncio.gather(*(worker() for _ in range(workers)))
 
     async def reconcile_job(self, key: Key) -> None:
         """Plan, wait for what is missing, launch; for a launched job derive phase and cost
@@ -190,7 +202,10 @@ class Reconciler:
             self.world.forget_gone_pods(key, gone)
         if written and (run := finished_run(job.spec, plan, status, decision.status, self.catalog)):
             await self.record_calibration(run)
-        self.world.mark_after(key, next_check(decision, plan))
+        if decision.status.get("phase") in FINISHED_PHASES:
+            self.parsed.forget(key)  # seldom needed again: made anew then (ParsedJobs.get)
+        wait, resync = next_check(decision, plan), resync_after(decision.status.get("phase"), random.random())
+        self.world.mark_after(key, resync if wait is None else min(wait, resync))
 
     async def _observe(self, key: Key, body: dict, job: TrainingJob, plan: Plan, status: dict, now: datetime) -> Observed:
         if plan.launcher == "rayjob":  # rare, and KubeRay may be absent: read it rather than watch it
@@ -242,11 +257,8 @@ class Reconciler:
         holds what the Role grants, and there is no Role yet). Creates are idempotent (409: it is
         there), so a restart part-way through is harmless."""
         with self.metrics.timed("launch"):
-            *prerequisites, launcher = build_children(job, plan, uid, self.launch)
-            for wave in ([c for c in prerequisites if c["kind"] != "RoleBinding"],
-                         [c for c in prerequisites if c["kind"] == "RoleBinding"]):
-                await asyncio.gather(*(self.kube.create(child) for child in wave))
-            self.world.created_launcher((job.metadata.namespace, job.metadata.name), await self.kube.create(launcher))
+            launcher = await create_children(self.kube, build_children(job, plan, uid, self.launch))
+            self.world.created_launcher((job.metadata.namespace, job.metadata.name), launcher)
 
     async def _delete(self, job: TrainingJob, plan: Plan, decision: Decision) -> None:
         name, namespace = job.metadata.name, job.metadata.namespace

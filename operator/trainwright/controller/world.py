@@ -12,19 +12,24 @@ Key = tuple[str, str]  # (namespace, TrainingJob name)
 
 
 def _slim_pod(body: dict) -> dict:
-    """The parts of a pod that cost and phase need; the rest is not kept in memory."""
-    meta = body["metadata"]
+    """The parts of a pod that cost and phase read (observe.py); the rest is not kept: with
+    thousands of jobs resident, their pods' full status is most of the operator's memory."""
+    meta, status = body["metadata"], body.get("status") or {}
     return {"metadata": {k: meta.get(k) for k in ("name", "uid", "deletionTimestamp")},
             "spec": {"containers": [{"resources": dict(c.get("resources") or {})}
                                     for c in (body.get("spec") or {}).get("containers") or []]},
-            "status": dict(body.get("status") or {})}
+            "status": {"phase": status.get("phase"), "startTime": status.get("startTime"),
+                       "containerStatuses": [{"state": s.get("state") or {}} for s in status.get("containerStatuses") or []],
+                       "conditions": [c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]}}
 
 
 def _slim_launcher(body: dict) -> dict:
-    """The parts of a launcher Job that its state needs (see observe.batch_job_state)."""
-    meta = body["metadata"]
+    """The parts of a launcher Job that its state reads (observe.batch_job_state)."""
+    meta, status = body["metadata"], body.get("status") or {}
     return {"metadata": {k: meta.get(k) for k in ("name", "uid", "deletionTimestamp")},
-            "spec": {"suspend": (body.get("spec") or {}).get("suspend")}, "status": dict(body.get("status") or {})}
+            "spec": {"suspend": (body.get("spec") or {}).get("suspend")},
+            "status": {"active": status.get("active"), "failed": status.get("failed"),
+                       "conditions": [c for c in status.get("conditions") or [] if c.get("type") in ("Complete", "Failed")]}}
 
 
 def _slim_job(body: dict) -> dict:
@@ -87,11 +92,6 @@ class World:
     def _timer_fired(self, key: Key) -> None:
         self._timers.pop(key, None)
         self.mark(key)
-
-    def sweep(self) -> None:
-        """Queue every job: a resync, should a wake-up ever be missed."""
-        for key in list(self.jobs):
-            self.mark(key)
 
     async def take(self) -> Key:
         while not (self._new or self._rest):
