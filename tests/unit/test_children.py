@@ -5,7 +5,7 @@ import json
 import pytest
 
 from trainwright.api import parse_job
-from trainwright.controller.children import LaunchSettings, build_children, build_pod_spec
+from trainwright.controller.children import LaunchSettings, build_children, build_pod_spec, dependencies_of
 from trainwright.planner import default_catalog, plan_job
 
 UID = "1234-uid"
@@ -212,3 +212,53 @@ def test_every_pod_of_a_rayjob_gets_the_grace_period(job_dict):
     periods = {cluster["headGroupSpec"]["template"]["spec"]["terminationGracePeriodSeconds"],
                cluster["workerGroupSpecs"][0]["template"]["spec"]["terminationGracePeriodSeconds"]}
     assert periods == {66}  # GPT-2 small: 124M x 12 bytes at 500 MB/s = 3 s, doubled, plus 60
+
+
+def _s3_job(job_dict, **storage):
+    job_dict["spec"]["dataset"]["source"] = "s3://corpus/reviews.jsonl"
+    job_dict["spec"]["objectStorage"] = {"secret": "s3-creds", **storage}
+    return job_dict
+
+
+def test_object_storage_keys_reach_the_trainer_by_secret_reference_only(job_dict):
+    _, _, children = children_of(_s3_job(job_dict, endpoint="http://minio.storage:9000", region="eu-west-1"))
+    [container] = next(c for c in children if c["kind"] == "Job")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key] == {"name": key, "valueFrom": {"secretKeyRef": {"name": "s3-creds", "key": key}}}
+    assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.storage:9000"
+    assert env["AWS_REGION"]["value"] == "eu-west-1"
+
+
+def test_without_endpoint_or_region_the_trainer_gets_only_the_keys(job_dict):
+    _, _, children = children_of(_s3_job(job_dict))
+    [container] = next(c for c in children if c["kind"] == "Job")["spec"]["template"]["spec"]["containers"]
+    names = [e["name"] for e in container["env"]]
+    assert "AWS_ACCESS_KEY_ID" in names and "AWS_SECRET_ACCESS_KEY" in names
+    assert "AWS_ENDPOINT_URL" not in names and "AWS_REGION" not in names
+
+
+def test_a_job_without_object_storage_gets_no_aws_variables(job_dict):
+    _, _, children = children_of(job_dict)
+    [container] = next(c for c in children if c["kind"] == "Job")["spec"]["template"]["spec"]["containers"]
+    assert not [e for e in container["env"] if e["name"].startswith("AWS_")]
+
+
+def test_every_pod_of_a_rayjob_gets_the_object_storage_keys(job_dict):
+    job_dict = _s3_job(job_dict)
+    job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {
+        "family": "gpt", "layers": 24, "hidden": 2048, "vocabSize": 32000, "contextLength": 2048}})
+    job_dict["spec"]["resources"] = {"gpus": 16, "gpuType": "nvidia-h100", "gpusPerNode": 8}
+    job_dict["spec"]["checkpoint"] = {"pvc": "ckpt"}
+    _, _, children = children_of(job_dict)
+    ray = next(c for c in children if c["kind"] == "RayJob")["spec"]
+    workers = [g["template"]["spec"] for g in ray["rayClusterSpec"]["workerGroupSpecs"]]
+    for spec in [ray["rayClusterSpec"]["headGroupSpec"]["template"]["spec"], *workers]:
+        refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in spec["containers"][0]["env"] if "valueFrom" in e]
+        assert refs == ["s3-creds", "s3-creds"]
+
+
+def test_a_job_waits_for_its_object_storage_secret(job_dict):
+    assert [d for d in dependencies_of(parse_job(job_dict)) if d[1] == "Secret"] == []
+    job = parse_job(_s3_job(job_dict))
+    assert ("objectStorage.secret", "Secret", "s3-creds") in dependencies_of(job)

@@ -19,6 +19,14 @@ POD_GPUS_ENV = "TRAINWRIGHT_POD_GPUS"  # GPUs the pod was given: the trainer ref
 KUBE_API_ENV = "TRAINWRIGHT_KUBE_API"  # outside a pod: where the status reporter finds the API server
 KUBE_TOKEN_FILE_ENV = "TRAINWRIGHT_KUBE_TOKEN_FILE"
 KUBE_CA_FILE_ENV = "TRAINWRIGHT_KUBE_CA_FILE"
+# Object storage (s3:// sources): the AWS SDKs' own names, so tools in the image read them too.
+# The two keys come from the Secret spec.objectStorage.secret names (its keys have these names).
+OBJECT_STORE_KEY_ID_ENV = "AWS_ACCESS_KEY_ID"
+OBJECT_STORE_SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
+OBJECT_STORE_ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # spec.objectStorage.endpoint: an S3-compatible server
+OBJECT_STORE_REGION_ENV = "AWS_REGION"
+OBJECT_STORE_DEFAULT_REGION = "us-east-1"
+OBJECT_CACHE_ENV = "TRAINWRIGHT_OBJECT_CACHE"  # where s3:// model folders are copied; default: under the temp folder
 
 # Where things are in the pod.
 JOB_MOUNT = "/etc/trainwright"

@@ -19,6 +19,7 @@ SOURCE_PATTERN = r"^(hf://[A-Za-z0-9][A-Za-z0-9._/-]*|pvc://[a-z0-9]([-a-z0-9]*[
 SOURCE_HELP = "hf://ID, pvc://CLAIM/PATH, s3://BUCKET/KEY, builtin:NAME, or a local path"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # a DNS subdomain, as Secret names are
 
 
 class ApiModel(BaseModel):
@@ -188,6 +189,24 @@ class CheckpointSpec(ApiModel):
     keep: int = Field(3, ge=1, le=1000, description="Checkpoints kept; older ones are deleted.")
 
 
+class ObjectStorageSpec(ApiModel):
+    """Credentials and server for s3:// sources. The keys stay in the Secret: pods get them as
+    environment variables (secretKeyRef); the job's status, events and logs never hold them."""
+
+    secret: str = Field(
+        max_length=253, pattern=SECRET_NAME_PATTERN,
+        description="Secret in the job's namespace with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                    "given to the trainer as those environment variables. The job waits (Pending, WaitingForSecret) until it exists.",
+    )
+    endpoint: str | None = Field(
+        None, max_length=2048, pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="URL of an S3-compatible server (MinIO, Ceph, s3proxy), e.g. http://minio.storage:9000; absent: AWS S3. "
+                    "The trainer gets it as AWS_ENDPOINT_URL.",
+    )
+    region: str | None = Field(None, max_length=64, pattern=r"^[a-z0-9-]+$",
+                               description="The buckets' region, e.g. eu-west-1 (AWS_REGION); default us-east-1.")
+
+
 class BudgetSpec(ApiModel):
     maxCostUSD: float | None = Field(None, gt=0, le=1e9, description="Stop the job when its accrued cost passes this many dollars.")
     maxDuration: str | None = Field(None, max_length=32, pattern=DURATION_PATTERN, description="Stop the job after it has run this long, e.g. 6h or 1h30m.")
@@ -213,6 +232,7 @@ class TrainingJobSpec(ApiModel):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPUs and their type.")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimisation settings.")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Where and how often to checkpoint.")
+    objectStorage: ObjectStorageSpec | None = Field(None, description="Credentials and server for s3:// sources; required when a source is s3://.")
     budget: BudgetSpec = Field(default_factory=BudgetSpec, description="Cost and time limits.")
     suspend: bool = Field(False, description="True removes the pods and keeps the checkpoint; false resumes from it.")
     backoffLimit: int = Field(3, ge=0, le=100, description="Restarts of a failed trainer (from its last checkpoint) before the job fails.")
@@ -243,6 +263,13 @@ class TrainingJobSpec(ApiModel):
         CrossFieldRule("!has(self.model.head) || !has(self.model.adapter)", "model",
                        "a head and an adapter exclude each other",
                        lambda s: s.model.head is None or s.model.adapter is None),
+        CrossFieldRule("!self.dataset.source.startsWith('s3://') || has(self.objectStorage)", "objectStorage.secret",
+                       "an s3:// dataset.source needs objectStorage.secret (a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                       lambda s: not s.dataset.source.startswith("s3://") or s.objectStorage is not None),
+        CrossFieldRule("!has(self.model.source) || !self.model.source.startsWith('s3://') || has(self.objectStorage)",
+                       "objectStorage.secret",
+                       "an s3:// model.source needs objectStorage.secret (a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                       lambda s: s.model.source is None or not s.model.source.startswith("s3://") or s.objectStorage is not None),
         CrossFieldRule("self.model.task == 'sequence-classification' || !has(self.model.numLabels)", "model.numLabels",
                        "numLabels only applies to sequence-classification",
                        lambda s: s.model.task == "sequence-classification" or s.model.numLabels is None),

@@ -126,7 +126,26 @@ def claims_of(job: TrainingJob) -> list[tuple[str, str]]:
 def dependencies_of(job: TrainingJob) -> list[tuple[str, str, str]]:
     """(spec field, kind, name) of every object the job's pods need to start: the job waits
     for each, rather than failing, as a pod waits for its claim."""
-    return [(field, "PersistentVolumeClaim", claim) for field, claim in claims_of(job)]
+    found = [(field, "PersistentVolumeClaim", claim) for field, claim in claims_of(job)]
+    if job.spec.objectStorage:
+        found.append(("objectStorage.secret", "Secret", job.spec.objectStorage.secret))
+    return found
+
+
+def object_storage_env(job: TrainingJob) -> list[dict]:
+    """The trainer's credentials for s3:// sources: the Secret's two keys by reference (the
+    values never pass through the operator, the pod spec or the job's status), and the server
+    and region as plain values."""
+    storage = job.spec.objectStorage
+    if storage is None:
+        return []
+    env = [{"name": key, "valueFrom": {"secretKeyRef": {"name": storage.secret, "key": key}}}
+           for key in (pod.OBJECT_STORE_KEY_ID_ENV, pod.OBJECT_STORE_SECRET_KEY_ENV)]
+    if storage.endpoint:
+        env.append({"name": pod.OBJECT_STORE_ENDPOINT_ENV, "value": storage.endpoint})
+    if storage.region:
+        env.append({"name": pod.OBJECT_STORE_REGION_ENV, "value": storage.region})
+    return env
 
 
 def _source_claims(job: TrainingJob) -> list[str]:
@@ -211,7 +230,7 @@ def build_pod_spec(job: TrainingJob, plan: Plan, settings: LaunchSettings, gpus:
         "image": settings.trainer_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python", "-m", "trainwright.trainer"],
-        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "env": [{"name": k, "value": v} for k, v in env.items()] + object_storage_env(job),
         "ports": [{"name": "metrics", "containerPort": pod.METRICS_PORT}],
         "resources": {"requests": requests, "limits": limits},
         "volumeMounts": mounts,
