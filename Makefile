@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS := operator,trainer,report,dev
 
-.PHONY: setup demo test unit cluster-binaries kueue-binaries node-binaries node-packages images prometheus dev-cluster real-cluster crds lint-crds bench
+.PHONY: setup demo test unit cluster-binaries kueue-binaries node-binaries node-packages images prometheus dev-cluster real-cluster crds lint-crds bench s3-server
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,7 @@ demo: setup
 # Prometheus), e2e (one real node running the images built from this tree).
 # What it needs is built three at a time: the Go builds, the virtualenv and the images overlap.
 test:
-	$(MAKE) -j3 setup cluster-binaries kueue-binaries node-binaries node-packages prometheus images
+	$(MAKE) -j3 setup cluster-binaries kueue-binaries node-binaries node-packages prometheus images s3-server
 	CI=$${CI:-} $(PY) -m pytest -ra
 
 unit: setup
@@ -47,6 +47,10 @@ node-packages:
 # images itself when it starts (seconds).
 images: node-packages
 	PYTHONPATH=hack python3 -m devcluster images python-base operator trainer
+
+# s3proxy from Maven Central: the S3-compatible server the object storage tests run (Java 17).
+s3-server:
+	hack/install-s3-server.sh
 
 # After node-packages: two apt-get runs at once would fight over dpkg's lock under `make -j`.
 prometheus: | node-packages

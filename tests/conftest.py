@@ -57,6 +57,23 @@ def control_plane(start_control_plane):
     return start_control_plane()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (tests/s3kit.py) for the session: skipped without its jar or
+    Java on a developer's machine, failed under CI (env CI set)."""
+    import s3kit
+
+    try:
+        server = s3kit.start_server()
+    except s3kit.ServerMissing as exc:
+        message = f"needs the S3 server: {exc}"
+        if s3kit.required():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    yield server
+    server.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
