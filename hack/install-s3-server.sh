@@ -15,7 +15,7 @@
 #   hack/install-s3-server.sh
 #   hack/install-s3-server.sh --print-path     # the jar's path (no network, nothing fetched)
 #
-# Needs Maven (mvn) and network access to Maven Central.
+# Needs network access to Maven Central; installs Maven and Java 17 from Debian when missing.
 set -euo pipefail
 
 VERSION="${S3PROXY_VERSION:-4.1.0}"
@@ -34,7 +34,13 @@ if [[ -s "$JAR" ]]; then
   exit 0
 fi
 
-command -v mvn >/dev/null || { echo "error: mvn not found (apt-get install maven)" >&2; exit 1; }
+if ! command -v mvn >/dev/null || ! command -v java >/dev/null; then
+  # Debian's Maven and Java 17. DPkg::Lock::Timeout waits for another apt-get of `make -j`.
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends maven openjdk-17-jre-headless >/dev/null
+fi
 t0=$SECONDS
 echo "==> fetching s3proxy $VERSION"
 mkdir -p "$DIR"

@@ -47,5 +47,5 @@ def test_sources_map_pvc_to_the_mount_root():
     assert resolve_source("pvc://data/a/b.jsonl", "/mnt/pvc").value == "/mnt/pvc/data/a/b.jsonl"
     assert resolve_source("hf://gpt2", "/x").kind == "hf" and resolve_source("builtin:topics", "/x").value == "topics"
     assert resolve_source("file:///d/x.csv", "/x").value == "/d/x.csv"
-    with pytest.raises(TrainerError, match="s3:// is not supported"):
-        resolve_source("s3://bucket/key", "/x")
+    s3 = resolve_source("s3://bucket/key", "/x", "spec.dataset.source")
+    assert (s3.kind, s3.value, s3.field) == ("s3", "s3://bucket/key", "spec.dataset.source")

@@ -214,6 +214,10 @@ def _builtin(name: str, task: str, labels: TaskLabels) -> BuiltModel:
 def _pretrained_location(source: Source) -> str:
     if source.kind == "hf":
         return source.value
+    if source.kind == "s3":  # copied to local disk once (kept while the ETags match), then as a folder
+        from trainwright.trainer import storage
+
+        source = Source("local", str(storage.local_copy(source, storage.cache_dir())), source.text, source.field)
     path = source.path
     if not path.exists():
         where = f" ({path})" if source.text != str(path) else ""

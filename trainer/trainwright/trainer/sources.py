@@ -9,14 +9,15 @@ from typing import Literal
 
 from trainwright.trainer.errors import TrainerError
 
-SourceKind = Literal["hf", "local", "builtin"]
+SourceKind = Literal["hf", "local", "builtin", "s3"]
 
 
 @dataclass(frozen=True)
 class Source:
     kind: SourceKind
-    value: str  # hub id, local path or builtin name
+    value: str  # hub id, local path, builtin name or s3:// URL
     text: str  # as the user wrote it, for messages
+    field: str = "source"  # the spec field it came from, for messages
 
     @property
     def path(self) -> Path:
@@ -24,7 +25,7 @@ class Source:
 
 
 def resolve_source(text: str, pvc_root: str | Path, field: str = "source") -> Source:
-    """The place `text` names; s3:// is refused with a hint (not supported by the trainer yet)."""
+    """The place `text` names; s3:// objects are read through trainer/storage.py."""
     if text.startswith("hf://"):
         return Source("hf", text.removeprefix("hf://"), text)
     if text.startswith("builtin:"):
@@ -35,5 +36,5 @@ def resolve_source(text: str, pvc_root: str | Path, field: str = "source") -> So
     if text.startswith("file://"):
         return Source("local", text.removeprefix("file://"), text)
     if text.startswith("s3://"):
-        raise TrainerError(field, f"{text}: s3:// is not supported by the trainer yet; copy the data to a PVC and use pvc://")
+        return Source("s3", text, text, field)
     return Source("local", text, text)
