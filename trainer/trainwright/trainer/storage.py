@@ -131,6 +131,8 @@ class Bucket:
                     out.write(chunk)
         except Exception as error:
             partial.unlink(missing_ok=True)
+            if isinstance(error, OSError) and error.errno is not None:
+                raise  # the local disk, not the server: local_copy says so
             raise self.error(error, info.key) from None
         partial.replace(target)
 
@@ -274,11 +276,15 @@ def local_copy(source: Source, cache_dir: str | Path, env: Mapping[str, str] | N
     single = len(objects) == 1 and objects[0].key == bucket.key
     manifest = target.with_name(target.name + ".etag.json") if single else target / ".trainwright-objects.json"
     wanted = {o.key: o.etag for o in objects}
-    if manifest.exists() and json.loads(manifest.read_text()) == wanted:
-        return target
-    for info in objects:
-        destination = target if single else target / info.key[len(bucket.key):].lstrip("/")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        bucket.download(info, destination)
-    manifest.write_text(json.dumps(wanted))
+    try:
+        if manifest.exists() and json.loads(manifest.read_text()) == wanted:
+            return target
+        manifest.unlink(missing_ok=True)  # a copy interrupted from here on is downloaded again
+        for info in objects:
+            destination = target if single else target / info.key[len(bucket.key):].lstrip("/")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            bucket.download(info, destination)
+        manifest.write_text(json.dumps(wanted))
+    except OSError as error:  # the local disk: full, read-only, or a file where a folder goes
+        raise TrainerError(source.field, f"{source.text}: cannot copy to {cache_dir}: {error.strerror or error}") from None
     return target
