@@ -16,6 +16,7 @@ METRICS_PORT_ENV = "TRAINWRIGHT_METRICS_PORT"
 JOB_NAME_ENV = "TRAINWRIGHT_JOB_NAME"
 JOB_NAMESPACE_ENV = "TRAINWRIGHT_JOB_NAMESPACE"
 POD_GPUS_ENV = "TRAINWRIGHT_POD_GPUS"  # GPUs the pod was given: the trainer refuses to run without them
+TOKEN_CACHE_ENV = "TRAINWRIGHT_TOKEN_CACHE"  # the token cache folder; default: beside the job folders (token_cache.py)
 KUBE_API_ENV = "TRAINWRIGHT_KUBE_API"  # outside a pod: where the status reporter finds the API server
 KUBE_TOKEN_FILE_ENV = "TRAINWRIGHT_KUBE_TOKEN_FILE"
 KUBE_CA_FILE_ENV = "TRAINWRIGHT_KUBE_CA_FILE"

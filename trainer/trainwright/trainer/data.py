@@ -24,17 +24,19 @@ class Labels:
 
 
 def check_texts(records: Records, field: str) -> list[str]:
-    texts = []
-    for row, origin in zip(records.rows, records.origins):
-        if field not in row or row[field] is None:
-            raise TrainerError(origin, f"missing text field {field!r} (spec.dataset.textField)")
-        value = row[field]
-        if not isinstance(value, str):
-            raise TrainerError(origin, f"field {field!r} must be text, got {type(value).__name__}")
-        if not value.strip():
-            raise TrainerError(origin, f"field {field!r} is empty")
-        texts.append(value)
-    return texts
+    return [check_text(row, origin, field) for row, origin in zip(records.rows, records.origins)]
+
+
+def check_text(row: dict, origin: str, field: str) -> str:
+    """The row's text, or the error naming the row and the field."""
+    if field not in row or row[field] is None:
+        raise TrainerError(origin, f"missing text field {field!r} (spec.dataset.textField)")
+    value = row[field]
+    if not isinstance(value, str):
+        raise TrainerError(origin, f"field {field!r} must be text, got {type(value).__name__}")
+    if not value.strip():
+        raise TrainerError(origin, f"field {field!r} is empty")
+    return value
 
 
 def _as_label(value, origin: str, field: str):
@@ -119,6 +121,10 @@ class TokenizedSet:
     def tokens_in(self, indices) -> int:
         return sum(len(self.sequences[i]) for i in indices)
 
+    def same_length(self, indices) -> bool:
+        """Whether the batch of `indices` needs no padding (known on the host)."""
+        return len({len(self.sequences[i]) for i in indices}) == 1
+
     def collate(self, indices, device: torch.device | None = None) -> dict[str, torch.Tensor]:
         chosen = [self.sequences[i] for i in indices]
         input_ids = torch.nn.utils.rnn.pad_sequence(chosen, batch_first=True, padding_value=self.pad_id)
@@ -136,7 +142,39 @@ class TokenizedSet:
 
 def epoch_order(count: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[int]:
     """This worker's rows for `epoch`: a seeded permutation, dealt out round-robin, equal shares."""
+    return epoch_order_tensor(count, seed, epoch, rank, world).tolist()
+
+
+def epoch_order_tensor(count: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """`epoch_order` as an int64 tensor: 8 bytes a row instead of a Python int's ~36, which
+    matters for the millions of blocks of a streamed corpus."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(count, generator=generator).tolist()
+    order = torch.randperm(count, generator=generator)
     share = count // world
-    return order[rank::world][:share]
+    return order[rank::world][:share].clone()
+
+
+# Sources up to this size train from memory; larger ones stream from token shards. In memory a
+# token costs ~100 bytes at peak (Python ints in lists, then tensors), so 8 MB of text (~2M
+# tokens) peaks near 200 MB, small beside torch itself, and skips writing and hashing a cache;
+# above it that cost grows with the corpus while the stream's stays flat. Measured in
+# bench/data_stream.py (the same steps/s either way; docs/trainer.md, Data at scale).
+IN_MEMORY_MAX_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    streaming: bool
+    why: str
+
+
+def choose_data_path(task: str, source_kind: str, source_bytes: int | None, limit: int | None = None) -> DataChoice:
+    """In memory or streamed from token shards, and why (the trainer logs it)."""
+    limit = IN_MEMORY_MAX_BYTES if limit is None else limit
+    if task != "causal-lm":
+        return DataChoice(False, "classification keeps rows and labels in memory")
+    if source_kind in ("builtin", "hf") or source_bytes is None:
+        return DataChoice(False, f"{source_kind} datasets are read whole")
+    if source_bytes <= limit:
+        return DataChoice(False, f"{source_bytes:,} bytes <= {limit:,}")
+    return DataChoice(True, f"{source_bytes:,} bytes > {limit:,}")

@@ -23,7 +23,7 @@ from trainwright.trainer.checkpoint import (
     MODEL_KEY, OPTIMIZER_KEY, PROGRESS_KEY, RNG_KEY, SCALER_KEY, SCHEDULER_KEY, TOTAL_STEPS_KEY, Checkpointer,
     restore_rng_state, rng_state,
 )
-from trainwright.trainer.data import IGNORE_INDEX, TokenizedSet, epoch_order
+from trainwright.trainer.data import IGNORE_INDEX, TokenizedSet, epoch_order_tensor
 from trainwright.trainer.errors import TrainerError
 from trainwright.trainer.evaluation import accuracy, improved, macro_f1, perplexity
 from trainwright.trainer.reporting import Reporter, now_rfc3339
@@ -31,6 +31,7 @@ from trainwright.trainer.schedule import lr_factor
 
 if TYPE_CHECKING:  # transformers, which models imports, costs the Ray driver ~200 MB: it builds no model
     from trainwright.trainer.models import BuiltModel
+    from trainwright.trainer.shards import BlockSet
 
 
 # Peak learning rates when spec.training.learningRate is unset (the spec's field description says the same).
@@ -76,8 +77,10 @@ class LoopState:
     """Where a run is, besides its tensors: kept in one object, saved under PROGRESS_KEY and
     restored from it, so a resumed run goes on exactly where the checkpoint was written."""
 
-    step: int = 0  # optimizer steps done: the data position
+    step: int = 0  # optimizer steps done
     epochs_done: int = 0  # epochs trained and evaluated
+    epoch: int = 0  # the data position: the epoch being read...
+    position: int = 0  # ...and how many of this rank's samples of that epoch's order were read
     best: float | None = None  # early stopping: the best value of the metric so far
     bad_evals: int = 0  # evaluations since it last improved
     best_metrics: dict = field(default_factory=dict)  # the best evaluation's metrics
@@ -132,7 +135,7 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def model_inputs(data: TokenizedSet, indices, device: torch.device, config: LoopConfig) -> dict[str, torch.Tensor]:
+def model_inputs(data: "TokenizedSet | BlockSet", indices, device: torch.device, config: LoopConfig) -> dict[str, torch.Tensor]:
     """The batch for `model(**batch)`; without the all-ones attention mask when `omit_full_mask` is
     set and every sequence in it has the same length (no padding, as in packed causal-lm blocks),
     which the host knows without looking at the device. The attention is the same, but transformers
@@ -141,12 +144,12 @@ def model_inputs(data: TokenizedSet, indices, device: torch.device, config: Loop
     models.CAUSAL_SDPA). In eager mode transformers reads the ids or mask once per forward either
     way (a host sync: to see whether the mask is all ones, or to warn about padding without one)."""
     batch = data.collate(indices, device)
-    if config.omit_full_mask and len({len(data.sequences[i]) for i in indices}) == 1:
+    if config.omit_full_mask and data.same_length(indices):
         del batch["attention_mask"]
     return batch
 
 
-def evaluate(model: nn.Module, data: TokenizedSet, config: LoopConfig, device: torch.device, num_labels: int,
+def evaluate(model: nn.Module, data: "TokenizedSet | BlockSet", config: LoopConfig, device: torch.device, num_labels: int,
              stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
     """Loss over the whole set (per sample, or per token for LM) and the task's metrics; None when
     `stop()` (asked before each batch) says to stop."""
@@ -252,13 +255,40 @@ def _gathered(value, world: int, group) -> list:
     return values
 
 
+class DataWait:
+    """Time the loop spends getting batches ready (reading, collating, copying to the device),
+    per report interval: the input pipeline's share of each step."""
+
+    def __init__(self):
+        self.since = 0.0
+        self.steps = 0
+        self.began = self.mark = time.perf_counter()
+
+    def start(self) -> None:
+        self.mark = time.perf_counter()
+
+    def stop(self) -> None:
+        self.since += time.perf_counter() - self.mark
+
+    def restart(self) -> None:
+        self.since, self.steps, self.began = 0.0, 0, time.perf_counter()
+
+    def interval(self) -> dict[str, float]:
+        """`data_wait_seconds` (per step) and `data_wait_share` (of the wall time) since the last call."""
+        elapsed, steps, since = time.perf_counter() - self.began, self.steps, self.since
+        self.restart()
+        if not steps:
+            return {}
+        return {"data_wait_seconds": since / steps, "data_wait_share": since / elapsed if elapsed > 0 else 0.0}
+
+
 def _set_backbone_frozen(backbone: list[nn.Parameter], frozen: bool) -> None:
     for parameter in backbone:
         parameter.requires_grad_(not frozen)
 
 
 def train(
-    built: "BuiltModel", train_set: TokenizedSet, validation: TokenizedSet | None, config: LoopConfig, *,
+    built: "BuiltModel", train_set: "TokenizedSet | BlockSet", validation: "TokenizedSet | BlockSet | None", config: LoopConfig, *,
     device: torch.device, reporter: Reporter | None = None, checkpointer: Checkpointer | None = None,
     rank: int = 0, world: int = 1, num_labels: int = 0, should_stop: Callable[[], bool] = lambda: False,
 ) -> LoopResult:
@@ -304,6 +334,9 @@ def train(
         scaler.load_state_dict(saved[SCALER_KEY])
         restore_rng_state(saved[RNG_KEY][rank])  # each rank's own: dropout draws as many numbers as its batches hold
         state = LoopState(**saved[PROGRESS_KEY])
+        if "position" not in saved[PROGRESS_KEY]:  # written before the position was kept: it follows from the step
+            state.epoch = state.epochs_done
+            state.position = (state.step - state.epochs_done * per_epoch) * config.grad_accum * config.batch_size
         if rank == 0:  # the one line a person looking at a restarted pod's log wants first
             print(f"resumed from {latest} at step {state.step} of {total}", file=sys.stderr, flush=True)
 
@@ -339,6 +372,7 @@ def train(
     samples_per_step = config.batch_size * config.grad_accum * world
     run_start, run_steps, samples, tokens = time.perf_counter(), 0, 0, 0
     interrupted = False
+    waiting = DataWait()
 
     def report(epoch: int) -> None:
         nonlocal loss_sum, loss_terms, last_loss
@@ -346,15 +380,17 @@ def train(
             last_loss = (loss_sum / loss_terms).item()  # the one host sync, at report intervals
             loss_sum.zero_()
             loss_terms = 0
+        wait = waiting.interval()
         if reporter is None or rank != 0:
             return
         elapsed = time.perf_counter() - run_start
         rate = run_steps / elapsed if elapsed > 0 and run_steps else None
+        metrics = {**{k: v for k, v in state.metrics.items() if k.startswith("val_")}, **wait}
         reporter.on_step(Progress(
             step=state.step, totalSteps=total, epoch=epoch, ratio=state.step / total if total else None, loss=last_loss,
             samplesPerSecond=rate * samples_per_step if rate else None,
             etaSeconds=(total - state.step) / rate if rate else None,
-            metrics={k: v for k, v in state.metrics.items() if k.startswith("val_")} or None, updatedAt=now_rfc3339(),
+            metrics=metrics or None, updatedAt=now_rfc3339(),
             stepSeconds=round(elapsed, 3), samplesSeen=samples,
         ))
 
@@ -371,15 +407,20 @@ def train(
             forward = ddp if ddp is not None else model
             if config.compile:
                 forward = torch.compile(forward, mode=config.compile_mode)
-        order = epoch_order(len(train_set), config.seed, epoch, rank, world)
+        order = epoch_order_tensor(len(train_set), config.seed, epoch, rank, world)
         micro = config.batch_size
-        for step_in_epoch in range(state.step - epoch * per_epoch, per_epoch):
+        per_step = micro * config.grad_accum  # samples of this rank's order an optimizer step reads
+        if state.epoch != epoch:  # a new epoch (a resumed one goes on at its saved position)
+            state.epoch, state.position = epoch, 0
+        for step_in_epoch in range(state.position // per_step, per_epoch):
             if state.step >= total:
                 break
             for m in range(config.grad_accum):
-                start = (step_in_epoch * config.grad_accum + m) * micro
-                indices = order[start:start + micro]
+                start = state.position + m * micro
+                indices = order[start:start + micro].tolist()
+                waiting.start()
                 batch = model_inputs(train_set, indices, device, config)
+                waiting.stop()
                 tokens += train_set.tokens_in(indices) * world
                 sync = ddp is None or m == config.grad_accum - 1
                 with (contextlib.nullcontext() if sync else ddp.no_sync()), _autocast(device, config.precision):
@@ -394,6 +435,8 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
+            state.position += per_step
+            waiting.steps += 1
             run_steps += 1
             samples += samples_per_step
             if state.step % log_every == 0 or state.step == total:
@@ -423,6 +466,8 @@ def train(
                 else:
                     state.bad_evals += 1
         state.epochs_done = epoch + 1
+        state.epoch, state.position = epoch + 1, 0
+        waiting.restart()  # the next interval's clock starts after evaluation
         run_start += time.perf_counter() - run_start - seconds  # evaluation is not training time
         if config.early_stopping_metric and state.bad_evals >= config.patience:
             state.stopped_early = True

@@ -15,6 +15,7 @@ import copy
 import inspect
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,8 +198,24 @@ def build_scratch(arch: ArchitectureSpec, task: str, tokenizer, labels: TaskLabe
     return BertForSequenceClassification(config)
 
 
-def scratch_tokenizer(arch: ArchitectureSpec, texts: list[str]):
-    return train_tokenizer(texts, arch.vocabSize, arch.family)
+# A scratch tokenizer learns from the first this many bytes of training text: BPE's merges for a
+# vocabulary of tens of thousands settle within a few MB, and its word counts (memory and time)
+# grow with the sample, so a corpus of any size trains its tokenizer in the same bounded work.
+TOKENIZER_SAMPLE_BYTES = 8 * 1024 * 1024
+
+
+def scratch_tokenizer(arch: ArchitectureSpec, texts: Iterable[str], sample_bytes: int = TOKENIZER_SAMPLE_BYTES):
+    """A tokenizer trained from an iterator over the texts, reading no further than `sample_bytes`."""
+    return train_tokenizer(_bounded(texts, sample_bytes), arch.vocabSize, arch.family)
+
+
+def _bounded(texts: Iterable[str], limit: int) -> Iterator[str]:
+    seen = 0
+    for text in texts:
+        if seen >= limit:
+            return
+        seen += len(text.encode("utf-8"))
+        yield text
 
 
 def _builtin(name: str, task: str, labels: TaskLabels) -> BuiltModel:

@@ -168,6 +168,8 @@ class PrometheusReporter:
         self.loss = gauge("loss", "Recent training loss.")
         self.samples = gauge("samples_per_second", "Training throughput over all workers.")
         self.eta = gauge("eta_seconds", "Estimated seconds left.")
+        self.data_wait = gauge("data_wait_seconds", "Mean time per step spent waiting for data, over the last report interval.")
+        self.data_wait_share = gauge("data_wait_share", "Share of the last report interval spent waiting for data.")
         self.validation = gauge("validation_metric", "Latest validation metrics.", ["metric"])
         self.checkpoints = Counter("trainwright_trainer_checkpoints", "Checkpoints written.", names, registry=self.registry)
         self.checkpoint_step = gauge("checkpoint_step", "Step of the newest checkpoint.")
@@ -185,6 +187,9 @@ class PrometheusReporter:
         for metric, value in ((self.step, p.step), (self.total_steps, p.totalSteps), (self.epoch, p.epoch),
                               (self.loss, p.loss), (self.samples, p.samplesPerSecond), (self.eta, p.etaSeconds)):
             self._set(metric, value)
+        metrics = p.metrics or {}
+        self._set(self.data_wait, metrics.get("data_wait_seconds"))
+        self._set(self.data_wait_share, metrics.get("data_wait_share"))
 
     def on_eval(self, metrics: dict[str, float]) -> None:
         for name, value in metrics.items():

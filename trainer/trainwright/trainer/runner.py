@@ -7,8 +7,10 @@ the data or builds the model; it checks what needs neither (`check_job`) before 
 """
 
 import json
+import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,24 +22,27 @@ from trainwright.api.spec import EarlyStoppingSpec
 from trainwright.planner.plan import needs_for
 from trainwright.trainer import preemption
 from trainwright.trainer.checkpoint import Checkpointer
-from trainwright.trainer.data import TokenizedSet, check_labels, check_texts, pack_blocks, split_indices
+from trainwright.trainer.data import (
+    DataChoice, TokenizedSet, check_labels, check_texts, choose_data_path, pack_blocks, split_indices,
+)
 from trainwright.trainer.errors import TrainerError
 from trainwright.trainer.evaluation import metrics_for_task
 from trainwright.trainer.loop import DEFAULT_LEARNING_RATES, LoopConfig, LoopResult, steps_per_epoch, train
-from trainwright.trainer.records import read_records
+from trainwright.trainer.records import dataset_files, read_records
 from trainwright.trainer.reporting import build_reporters
 from trainwright.trainer.settings import RunSettings, job_fingerprint
 from trainwright.trainer.sources import resolve_source
 
 if TYPE_CHECKING:
     from trainwright.trainer.models import BuiltModel, TaskLabels
+    from trainwright.trainer.shards import BlockSet
 
 
 @dataclass
 class Prepared:
     built: "BuiltModel"
-    train_set: TokenizedSet
-    validation: TokenizedSet | None
+    train_set: "TokenizedSet | BlockSet"
+    validation: "TokenizedSet | BlockSet | None"
     labels: "TaskLabels"
     config: LoopConfig
 
@@ -110,7 +115,7 @@ def check_job(settings: RunSettings, config: LoopConfig) -> None:
         raise TrainerError("spec.training.earlyStopping", "needs a validation set (spec.dataset.validationSplit > 0)")
 
 
-def _build_model(settings: RunSettings, train_texts: list[str], labels: "TaskLabels") -> "BuiltModel":
+def _build_model(settings: RunSettings, train_texts: Iterable[str], labels: "TaskLabels") -> "BuiltModel":
     # imported here, where a model is built: the Ray driver builds none, and transformers costs it ~200 MB
     from trainwright.trainer.models import (
         BuiltModel, apply_lora, build_scratch, load_hybrid, load_pretrained, scratch_tokenizer,
@@ -130,12 +135,31 @@ def _build_model(settings: RunSettings, train_texts: list[str], labels: "TaskLab
     return apply_lora(built, spec.model.adapter, task) if spec.model.adapter else built
 
 
-def prepare(settings: RunSettings, device: torch.device) -> Prepared:
-    """Read, check and tokenise the data and build the model: every user error surfaces here."""
+def prepare(settings: RunSettings, device: torch.device, rank: int = 0) -> Prepared:
+    """Read, check and tokenise the data and build the model: every user error surfaces here.
+    Causal-lm corpora above `data.IN_MEMORY_MAX_BYTES` stream from the token cache; the rest, and
+    every classification set, are read into memory. Rank 0 logs which, and why, in one line."""
     spec = settings.job.spec
     config = loop_config(settings, device)
     check_job(settings, config)
     dataset = resolve_source(spec.dataset.source, settings.pvc_root, "spec.dataset.source")
+    files = None if dataset.kind in ("builtin", "hf") else dataset_files(dataset)  # local or s3://: sized, not read
+    choice = choose_data_path(spec.model.task, dataset.kind, sum(f.size for f in files) if files is not None else None)
+    if choice.streaming:
+        prepared = _prepare_streaming(settings, config, files, choice, rank)
+    else:
+        prepared = _prepare_in_memory(settings, config, dataset, choice, rank)
+    steps_per_epoch(len(prepared.train_set), config, settings.workers)  # fails early when no step fits
+    return prepared
+
+
+def _log(rank: int, line: str) -> None:
+    if rank == 0:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _prepare_in_memory(settings: RunSettings, config: LoopConfig, dataset, choice: DataChoice, rank: int) -> Prepared:
+    spec = settings.job.spec
     records = read_records(dataset, spec.dataset.textField, spec.dataset.samples if dataset.kind == "builtin" else None)
     texts = check_texts(records, spec.dataset.textField)
     classification = spec.model.task == "sequence-classification"
@@ -162,8 +186,41 @@ def prepare(settings: RunSettings, device: torch.device) -> Prepared:
     train_set = tokenized(train_rows)
     if train_set is None:
         raise TrainerError(spec.dataset.source, "too little text for one training sequence")
-    steps_per_epoch(len(train_set), config, settings.workers)  # fails early when no step fits
-    return Prepared(built, train_set, tokenized(validation_rows), labels, config)
+    validation = tokenized(validation_rows)
+    _log(rank, f"data: in memory ({len(texts):,} rows, {_size(sum(len(t.encode()) for t in texts))} of text; {choice.why})")
+    return Prepared(built, train_set, validation, labels, config)
+
+
+def _prepare_streaming(settings: RunSettings, config: LoopConfig, files: list, choice: DataChoice, rank: int) -> Prepared:
+    """Causal-lm from the token cache: built once (streaming the source), then memory-mapped."""
+    from trainwright.trainer.models import TaskLabels
+    from trainwright.trainer.token_cache import TokenSettings, cache_root, open_or_build, training_texts
+
+    spec = settings.job.spec
+    dataset = spec.dataset
+    built = _build_model(settings, training_texts(files, dataset.textField, dataset.validationSplit, spec.training.seed),
+                         TaskLabels())
+    token_settings = TokenSettings(task=spec.model.task, text_field=dataset.textField,
+                                   max_length=min(spec.training.maxSeqLength, built.max_length),
+                                   validation_split=dataset.validationSplit, seed=spec.training.seed)
+    cached = open_or_build(cache_root(os.environ, settings.checkpoint_dir), files, built.tokenizer, token_settings)
+    sets = cached.sets
+    how = (f"tokenised {cached.documents:,} documents in {cached.seconds:.1f} s" if cached.built
+           else "found in the cache, nothing tokenised")
+    if cached.torn:
+        how += f" (the cached copy was torn: {cached.torn}; rebuilt)"
+    _log(rank, f"data: streaming from {sets.shards} token shards ({_size(sets.bytes)}) in {sets.directory} "
+               f"({choice.why}); {how}")
+    if len(sets.train) == 0:
+        raise TrainerError(dataset.source, "too little text for one training sequence")
+    return Prepared(built, sets.train, sets.validation, TaskLabels(), config)
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count / 1e3:.1f} kB"
 
 
 def save_model(built: "BuiltModel", directory: Path) -> None:
@@ -210,7 +267,7 @@ def train_prepared(settings: RunSettings, prepared: Prepared, device: torch.devi
 
 def train_in_worker(settings: RunSettings, device: torch.device, rank: int = 0, world: int = 1) -> WorkerOutcome:
     """Prepare and train: the single process, or one Ray worker."""
-    prepared = prepare(settings, device)
+    prepared = prepare(settings, device, rank)
     trainable = prepared.built.trainable_parameters()
     total = sum(p.numel() for p in prepared.built.model.parameters())
     return WorkerOutcome(train_prepared(settings, prepared, device, rank=rank, world=world), trainable, total)
