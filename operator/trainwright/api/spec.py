@@ -43,6 +43,17 @@ class ApiModel(BaseModel):
         known = {name for name, f in cls.model_fields.items()} | {f.alias for f in cls.model_fields.values() if f.alias}
         return {k: v for k, v in data.items() if v is not None or k not in known}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_floats_as_integers(cls, data):
+        """2.0 for an integer field is 2, as the API server's schema check takes it (JSON has one
+        number type); strict parsing would refuse it, and the two must agree. 2.5 stays refused."""
+        if not isinstance(data, dict):
+            return data
+        integers = {key for name, f in cls.model_fields.items() if f.annotation in (int, int | None)
+                    for key in (name, f.alias) if key}
+        return {k: int(v) if k in integers and isinstance(v, float) and v.is_integer() else v for k, v in data.items()}
+
     @model_validator(mode="after")
     def _check_cel_rules(self):
         check_rules(self, self.cel_rules)
