@@ -244,7 +244,7 @@ def test_a_job_without_object_storage_gets_no_aws_variables(job_dict):
     assert not [e for e in container["env"] if e["name"].startswith("AWS_")]
 
 
-def test_every_pod_of_a_rayjob_gets_the_object_storage_keys(job_dict):
+def test_the_pods_of_a_rayjob_that_read_data_get_the_object_storage_keys_and_the_submitter_not(job_dict):
     job_dict = _s3_job(job_dict)
     job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {
         "family": "gpt", "layers": 24, "hidden": 2048, "vocabSize": 32000, "contextLength": 2048}})
@@ -256,6 +256,8 @@ def test_every_pod_of_a_rayjob_gets_the_object_storage_keys(job_dict):
     for spec in [ray["rayClusterSpec"]["headGroupSpec"]["template"]["spec"], *workers]:
         refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in spec["containers"][0]["env"] if "valueFrom" in e]
         assert refs == ["s3-creds", "s3-creds"]
+    submitter = ray["submitterPodTemplate"]["spec"]["containers"][0]
+    assert not [e for e in submitter["env"] if e["name"].startswith("AWS_")]
 
 
 def test_a_job_waits_for_its_object_storage_secret(job_dict):

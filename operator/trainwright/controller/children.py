@@ -285,8 +285,10 @@ def build_ray_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettin
     # KubeRay finds the head's services by these port names (it adds them only to a container
     # that declares no ports, and the trainer's metrics port is one).
     head["containers"][0]["ports"] = RAY_HEAD_PORTS
-    # The submitter only waits on the job: it needs none of a worker's resources.
+    # The submitter only waits on the job: it needs none of a worker's resources, nor the keys.
     submitter["containers"][0]["resources"] = SUBMITTER_RESOURCES
+    keys = {e["name"] for e in object_storage_env(job)}
+    submitter["containers"][0]["env"] = [e for e in submitter["containers"][0]["env"] if e["name"] not in keys]
     return {
         "apiVersion": f"{c.RAY_GROUP}/{c.RAY_VERSION}", "kind": "RayJob", "metadata": metadata,
         "spec": {
