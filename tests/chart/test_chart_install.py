@@ -197,7 +197,7 @@ def test_install_notes_tell_the_user_what_to_do_next(release):
 
 
 def test_chart_service_account_is_not_admin(control_plane, operator):
-    for verb, resource in (("create", "pods"), ("delete", "nodes"), ("get", "secrets"), ("create", "deployments")):
+    for verb, resource in (("create", "pods"), ("delete", "nodes"), ("get", "secrets"), ("create", "secrets"), ("create", "deployments")):
         answer = control_plane.kubectl_run("auth", "can-i", verb, resource, "--all-namespaces",
                                            kubeconfig=operator.kubeconfig).stdout.strip()
         assert answer == "no", f"the chart's ServiceAccount may {verb} {resource}"

@@ -260,7 +260,5 @@ def test_the_pods_of_a_rayjob_that_read_data_get_the_object_storage_keys_and_the
     assert not [e for e in submitter["env"] if e["name"].startswith("AWS_")]
 
 
-def test_a_job_waits_for_its_object_storage_secret(job_dict):
-    assert [d for d in dependencies_of(parse_job(job_dict)) if d[1] == "Secret"] == []
-    job = parse_job(_s3_job(job_dict))
-    assert ("objectStorage.secret", "Secret", "s3-creds") in dependencies_of(job)
+def test_the_operator_never_looks_up_the_object_storage_secret(job_dict):
+    assert [d for d in dependencies_of(parse_job(_s3_job(job_dict))) if d[1] == "Secret"] == []

@@ -207,7 +207,7 @@ class ObjectStorageSpec(ApiModel):
     secret: str = Field(
         max_length=253, pattern=SECRET_NAME_PATTERN,
         description="Secret in the job's namespace with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                    "given to the trainer as those environment variables. The job waits (Pending, WaitingForSecret) until it exists.",
+                    "given to the trainer as those environment variables. Its pods wait until it exists.",
     )
     endpoint: str | None = Field(
         None, max_length=2048, pattern=r"^https?://[^\s/]+(/[^\s]*)?$",

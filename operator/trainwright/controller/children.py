@@ -125,11 +125,11 @@ def claims_of(job: TrainingJob) -> list[tuple[str, str]]:
 
 def dependencies_of(job: TrainingJob) -> list[tuple[str, str, str]]:
     """(spec field, kind, name) of every object the job's pods need to start: the job waits
-    for each, rather than failing, as a pod waits for its claim."""
-    found = [(field, "PersistentVolumeClaim", claim) for field, claim in claims_of(job)]
-    if job.spec.objectStorage:
-        found.append(("objectStorage.secret", "Secret", job.spec.objectStorage.secret))
-    return found
+    for each, rather than failing, as a pod waits for its claim. Not objectStorage.secret: the
+    operator has no access to Secrets at all (`create secrets` would let it mint any
+    ServiceAccount's token); its pods wait for it in the kubelet, and the job shows why
+    (observe.waiting_reason)."""
+    return [(field, "PersistentVolumeClaim", claim) for field, claim in claims_of(job)]
 
 
 def object_storage_env(job: TrainingJob) -> list[dict]:

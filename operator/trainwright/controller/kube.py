@@ -19,12 +19,7 @@ PLURALS = {
     "ConfigMap": "configmaps", "ServiceAccount": "serviceaccounts", "Role": "roles",
     "RoleBinding": "rolebindings", "Job": "jobs", "RayJob": "rayjobs", "Pod": "pods",
     "PersistentVolumeClaim": "persistentvolumeclaims", "TrainingJob": "trainingjobs", "Event": "events",
-    "Secret": "secrets",
 }
-# Kinds the operator may not read (no `get secrets`: it must never hold their data), whose
-# existence it still checks (a job waits for its objectStorage.secret): a dry-run create answers
-# 409 when the object exists and stores nothing either way. RBAC: create on secrets, nothing else.
-EXISTENCE_BY_DRY_RUN = {"Secret"}
 CONNECTIONS = 128
 
 
@@ -145,26 +140,12 @@ class Kube:
             raise
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
-        """The object, or None when there is none. A kind in EXISTENCE_BY_DRY_RUN comes back as
-        its name alone: whether it exists is all the operator may learn of it."""
-        if kind in EXISTENCE_BY_DRY_RUN:
-            return await self._exists_by_dry_run(api_version, kind, namespace, name)
         try:
             return await self.request("GET", resource_path(api_version, kind, namespace, name))
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
-
-    async def _exists_by_dry_run(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
-        manifest = {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}}
-        try:
-            await self.request("POST", resource_path(api_version, kind, namespace), manifest, [("dryRun", "All")])
-        except ApiException as error:
-            if error.status == 409:
-                return {"metadata": {"name": name, "namespace": namespace}}
-            raise
-        return None
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         """Delete with background propagation (its pods follow); False when it was not there."""

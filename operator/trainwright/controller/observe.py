@@ -133,6 +133,11 @@ def running_devices(pods: list[dict], cpu_job: bool) -> int:
                if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
 
 
+# Container waiting reasons that say what the pod lacks (a Secret or ConfigMap not there yet:
+# `secret "s3-creds" not found`), as opposed to the ordinary ones of a starting pod.
+_WAITING_FOR_CONFIG = ("CreateContainerConfigError", "CreateContainerError")
+
+
 def waiting_reason(pods: list[dict]) -> str:
     """Why a pod is not running yet, as the scheduler or kubelet put it ('' when none says)."""
     for pod in pods:
@@ -142,4 +147,8 @@ def waiting_reason(pods: list[dict]) -> str:
         for condition in status.get("conditions") or []:
             if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
                 return f"{condition.get('reason', 'Unschedulable')}: {condition.get('message', '')}".strip()
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in _WAITING_FOR_CONFIG:
+                return f"{waiting['reason']}: {waiting.get('message', '')}".strip()
     return ""
