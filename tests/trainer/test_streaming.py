@@ -138,10 +138,11 @@ def test_blocks_hold_the_documents_joined_by_eos_as_in_memory(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     write_corpus(corpus, 300)
     tokenizer = _tokenizer()
-    settings = TokenSettings(task="causal-lm", text_field="text", max_length=16, validation_split=0.0, seed=0)
+    settings = TokenSettings(task="causal-lm", text_field="text", max_length=8, validation_split=0.0, seed=0)
     sets = open_or_build(tmp_path / "cache", [_local(corpus)], tokenizer, settings).sets
-    sequences = tokenizer(corpus_lines(300), truncation=True, max_length=16)["input_ids"]
-    expected = data.pack_blocks(sequences, 16, tokenizer.eos_token_id)
+    sequences = tokenizer(corpus_lines(300), truncation=True, max_length=8)["input_ids"]
+    assert max(len(s) for s in tokenizer(corpus_lines(300))["input_ids"]) > 8  # truncation is exercised
+    expected = data.pack_blocks(sequences, 8, tokenizer.eos_token_id)
     assert sets.validation is None and len(sets.train) == len(expected)
     assert sets.train.collate(range(len(expected)))["input_ids"].tolist() == expected
 

@@ -150,10 +150,11 @@ def _build(root: Path, key: str, files: list[DatasetFile], tokenizer, settings: 
     try:
         dtype = token_dtype(len(tokenizer))
         eos = tokenizer.eos_token_id
+        encoder = _encoder(tokenizer, settings.max_length)
         writers = {split: ShardWriter(building, split, dtype, settings.max_length) for split in ("train", "validation")}
         documents = 0
         for split, texts in _batches(iter_texts(files, settings.text_field), settings):
-            ids = tokenizer(texts, truncation=True, max_length=settings.max_length, return_attention_mask=False)["input_ids"]
+            ids = [encoding.ids for encoding in encoder.encode_batch_fast(texts)]
             writers[split].add(_joined(ids, eos))
             documents += len(texts)
         index = {"key": key, "dtype": dtype.name, "documents": documents,
@@ -169,6 +170,18 @@ def _build(root: Path, key: str, files: list[DatasetFile], tokenizer, settings: 
         shutil.rmtree(building, ignore_errors=True)
         raise
     return index, documents
+
+
+def _encoder(tokenizer, max_length: int):
+    """The fast tokenizer's Rust core, truncating at `max_length`: the ids of
+    `tokenizer(texts, truncation=True, max_length=...)` without building the attention masks,
+    offsets and Python encodings that call adds (about a sixth of the time)."""
+    from tokenizers import Tokenizer
+
+    encoder = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    encoder.enable_truncation(max_length)
+    encoder.no_padding()
+    return encoder
 
 
 def _batches(texts: Iterable[str], settings: TokenSettings) -> Iterator[tuple[str, list[str]]]:
