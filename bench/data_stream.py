@@ -34,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
+from trainer_cpu import alternate  # noqa: E402 - the same A/B rounds as the trainer's bench
 
 WORDS = 5000
 VOCAB, SEQ, LAYERS, HIDDEN, HEADS, BATCH = 4096, 128, 2, 128, 4, 16
@@ -184,15 +185,6 @@ def steps_per_second(data, steps: int) -> float:
                         checkpoint_every=10**9)
     result = train(BuiltModel(tiny_gpt(), tokenizer=None, max_length=SEQ), data, None, config, device=torch.device("cpu"))
     return result.step / result.seconds
-
-
-def alternate(rounds: int, a, b) -> tuple[list[float], list[float]]:
-    results_a, results_b = [], []
-    for round_ in range(rounds):
-        results_a.append(a())
-        results_b.append(b())
-        print(f"  round {round_ + 1}: {results_a[-1]:.6g} vs {results_b[-1]:.6g}", file=sys.stderr, flush=True)
-    return results_a, results_b
 
 
 def main() -> int:
