@@ -39,7 +39,7 @@ def reference(tmp_path_factory):
 def start_run(tmp_path: Path, output: Path) -> subprocess.Popen:
     manifest = tmp_path / "job.json"
     manifest.write_text(json.dumps(JOB.model_dump(mode="json", by_alias=True, exclude_none=True)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRAINWRIGHT_PROCESS_DIR": str(tmp_path / "processes")}
     return subprocess.Popen(
         [sys.executable, "-m", "trainwright.cli", "run", str(manifest), "--workers", "2", "--output", str(output),
          "--reporters", "jsonl", "--no-calibration"],
@@ -79,11 +79,11 @@ def stopped_line(stderr: str) -> re.Match:
     return match
 
 
-def interrupt_and_resume(tmp_path: Path, reference: dict, victim) -> re.Match:
+def interrupt_and_resume(tmp_path: Path, reference: dict, interrupt) -> re.Match:
     output = tmp_path / "out"
     process = start_run(tmp_path, output)
     wait_for_checkpoint(output, process)
-    os.kill(victim(process), signal.SIGTERM)
+    interrupt(process)
     code, stderr = finish(process)
     assert code == 143, stderr[-3000:]
     stopped = stopped_line(stderr)
@@ -101,7 +101,7 @@ def interrupt_and_resume(tmp_path: Path, reference: dict, victim) -> re.Match:
 
 
 def test_sigterm_to_the_driver_stops_every_worker_with_a_checkpoint_then_resumes(tmp_path, reference):
-    stopped = interrupt_and_resume(tmp_path, reference, lambda process: process.pid)
+    stopped = interrupt_and_resume(tmp_path, reference, lambda process: os.kill(process.pid, signal.SIGTERM))
     assert stopped.group(3) == "SIGTERM to the driver"
 
 
@@ -114,7 +114,29 @@ def test_sigterm_to_one_ray_worker_stops_every_worker_with_a_checkpoint_then_res
         while len(found := ray_workers(process.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         [other] = [p.pid for p in found if p.pid != writer]
-        return other
+        os.kill(other, signal.SIGTERM)
 
     stopped = interrupt_and_resume(tmp_path, reference, rank_1)
     assert stopped.group(3) == "a stop request on another rank"  # rank 0 stopped because rank 1 was signalled
+
+
+def test_the_ray_pods_prestop_hook_stops_the_driver_and_both_workers_with_a_checkpoint_then_resumes(tmp_path, reference):
+    """What a RayJob pod's preStop hook does before the kubelet stops `ray start`: SIGTERM to every
+    trainer process that registered (here all three are in one place), then wait for them to exit."""
+    hook = {}
+
+    def run_the_hook(process):
+        deadline = time.monotonic() + 60
+        while len(ray_workers(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        expected = sorted([process.pid] + [p.pid for p in ray_workers(process.pid)])
+        began = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "trainwright.trainer.prestop"], capture_output=True, text=True,
+                              env={**os.environ, "TRAINWRIGHT_PROCESS_DIR": str(tmp_path / "processes")}, timeout=300)
+        hook.update(expected=expected, seconds=time.monotonic() - began, stderr=done.stderr, code=done.returncode,
+                    driver_exited=process.poll() is not None)
+
+    interrupt_and_resume(tmp_path, reference, run_the_hook)
+    assert hook["code"] == 0, hook["stderr"]
+    assert f"SIGTERM to trainer processes {hook['expected']}" in hook["stderr"]
+    assert "all stopped" in hook["stderr"] and hook["driver_exited"], hook["stderr"]  # it waited for the checkpoint

@@ -214,6 +214,19 @@ def test_every_pod_of_a_rayjob_gets_the_grace_period(job_dict):
     assert periods == {66}  # GPT-2 small: 124M x 12 bytes at 500 MB/s = 3 s, doubled, plus 60
 
 
+def test_ray_head_and_workers_stop_their_trainers_in_a_prestop_hook_and_the_submitter_does_not(job_dict):
+    job_dict["spec"].update(strategy="scratch", model={"task": "causal-lm", "architecture": {"family": "gpt", "layers": 2, "hidden": 64}})
+    job_dict["spec"]["resources"].update(gpus=16, gpusPerNode=8)
+    ray_job = children_of(job_dict)[2][-1]["spec"]
+    cluster = ray_job["rayClusterSpec"]
+    for template in (cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]):
+        [container] = template["spec"]["containers"]
+        assert container["lifecycle"] == {"preStop": {"exec": {"command": ["python", "-m", "trainwright.trainer.prestop"]}}}
+        assert {"name": "TRAINWRIGHT_PROCESS_DIR", "value": "/tmp/trainwright-processes"} in container["env"]
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]  # writable under a read-only root
+    assert "lifecycle" not in ray_job["submitterPodTemplate"]["spec"]["containers"][0]
+
+
 def _s3_job(job_dict, **storage):
     job_dict["spec"]["dataset"]["source"] = "s3://corpus/reviews.jsonl"
     job_dict["spec"]["objectStorage"] = {"secret": "s3-creds", **storage}

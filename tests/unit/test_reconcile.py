@@ -174,10 +174,26 @@ def test_batch_job_states():
     assert not batch_job_state({**JOB_RUNNING, "metadata": {"uid": "j1", "deletionTimestamp": "x"}}).exists
 
 
+def _ray_job(**status) -> dict:
+    return {"metadata": {"uid": "r"}, "status": status}
+
+
 def test_ray_job_states():
-    assert ray_job_state({"metadata": {"uid": "r"}, "status": {"jobStatus": "SUCCEEDED"}}).succeeded
-    assert ray_job_state({"metadata": {"uid": "r"}, "status": {"jobStatus": "FAILED"}}).failed
-    assert ray_job_state({"metadata": {"uid": "r"}, "status": {"jobDeploymentStatus": "Suspended"}}).suspended
+    assert ray_job_state(_ray_job(jobStatus="SUCCEEDED", jobDeploymentStatus="Complete")).succeeded
+    assert ray_job_state(_ray_job(jobStatus="FAILED", jobDeploymentStatus="Failed", failed=4)).failed
+    assert ray_job_state(_ray_job(jobStatus="STOPPED", jobDeploymentStatus="Complete")).failed
+    assert ray_job_state(_ray_job(jobDeploymentStatus="ValidationFailed")).failed
+    assert ray_job_state(_ray_job(jobDeploymentStatus="Suspended")).suspended
+    assert ray_job_state(_ray_job(jobStatus="RUNNING", jobDeploymentStatus="Running")).active == 1
+
+
+def test_a_ray_job_that_kuberay_retries_is_restarting_not_failed():
+    """KubeRay's order after a failed attempt with retries left: FAILED + Retrying, then a new cluster."""
+    for status in (dict(jobStatus="FAILED", jobDeploymentStatus="Retrying", failed=1),
+                   dict(jobStatus="NEW", jobDeploymentStatus="Initializing", failed=1),
+                   dict(jobStatus="RUNNING", jobDeploymentStatus="Running", failed=1)):
+        state = ray_job_state(_ray_job(**status))
+        assert not state.failed and state.failures == 1, status
 
 
 def test_pod_usage_counts_gpu_seconds_of_running_and_finished_pods():

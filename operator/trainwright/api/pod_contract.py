@@ -28,6 +28,9 @@ OBJECT_STORE_ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # spec.objectStorage.endpoint: a
 OBJECT_STORE_REGION_ENV = "AWS_REGION"
 OBJECT_STORE_DEFAULT_REGION = "us-east-1"
 OBJECT_CACHE_ENV = "TRAINWRIGHT_OBJECT_CACHE"  # where s3:// model folders are copied; default: under the temp folder
+# Where each trainer process (the driver, every Ray worker) registers its PID when it starts handling
+# SIGTERM; the Ray pods' preStop hook signals the processes registered there (trainer/prestop.py).
+PROCESS_DIR_ENV = "TRAINWRIGHT_PROCESS_DIR"
 
 # Where things are in the pod.
 JOB_MOUNT = "/etc/trainwright"
@@ -38,6 +41,8 @@ CLAIM_MOUNT = "/mnt/trainwright"
 PVC_ROOT = "/mnt/pvc"  # claims named by pvc:// sources, each read-only at PVC_ROOT/CLAIM
 OUTPUT_DIR = "/workspace/output"  # without a checkpoint claim: an emptyDir, gone with the pod
 METRICS_PORT = 9090
+PROCESS_DIR = "/tmp/trainwright-processes"  # on the pod's /tmp emptyDir: one pod's processes
+PRE_STOP_COMMAND = ["python", "-m", "trainwright.trainer.prestop"]
 
 # Reporters: a person's run prints and writes metrics.jsonl; a pod also serves /metrics and
 # patches its job's status.

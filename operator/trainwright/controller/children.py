@@ -215,6 +215,7 @@ def build_pod_spec(job: TrainingJob, plan: Plan, settings: LaunchSettings, gpus:
         pod.JOB_NAME_ENV: name,
         pod.JOB_NAMESPACE_ENV: job.metadata.namespace,
         pod.POD_GPUS_ENV: str(gpus),  # the trainer refuses to run on CPU when these are not visible
+        pod.PROCESS_DIR_ENV: pod.PROCESS_DIR,  # for the Ray pods' preStop hook
         "HF_HOME": "/tmp/hf",
     }
     if job.spec.checkpoint.pvc:
@@ -270,10 +271,10 @@ def build_ray_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettin
     head = build_pod_spec(job, plan, settings, 0)
     worker = build_pod_spec(job, plan, settings, plan.gpusPerPod, workers_per_pod(plan))
     submitter = build_pod_spec(job, plan, settings, 0)
-    for pod, role in ((head, "ray-head"), (worker, "ray-worker"), (submitter, "ray-job-submitter")):
+    for pod_spec, role in ((head, "ray-head"), (worker, "ray-worker"), (submitter, "ray-job-submitter")):
         # KubeRay starts Ray in head and workers, and `ray job submit` in the submitter, only
         # where the container has no command of its own.
-        container = pod["containers"][0]
+        container = pod_spec["containers"][0]
         container.pop("command")
         container["name"] = role
         if role != "ray-job-submitter":
@@ -282,6 +283,9 @@ def build_ray_job(job: TrainingJob, plan: Plan, uid: str, settings: LaunchSettin
             probe = {"httpGet": {"path": RAY_HEALTH_PATH, "port": RAY_AGENT_PORT}, "periodSeconds": 5,
                      "timeoutSeconds": 2, "failureThreshold": 12}
             container["readinessProbe"] = container["livenessProbe"] = probe
+            # PID 1 is `ray start`, which ends the node at once on SIGTERM: the hook first stops
+            # the trainer processes here, each at a step boundary with a checkpoint (prestop.py).
+            container["lifecycle"] = {"preStop": {"exec": {"command": pod.PRE_STOP_COMMAND}}}
     # KubeRay finds the head's services by these port names (it adds them only to a container
     # that declares no ports, and the trainer's metrics port is one).
     head["containers"][0]["ports"] = RAY_HEAD_PORTS

@@ -31,8 +31,14 @@ def batch_job_state(job: dict | None) -> LauncherState:
     )
 
 
+# KubeRay's jobDeploymentStatus once a RayJob has failed for good. A Ray job that FAILED with
+# retries left (spec.backoffLimit) goes to Retrying instead, with jobStatus still FAILED, and then
+# New, on a new RayCluster: that attempt is a restart, counted in status.failed, not the end.
+_RAY_FAILED_FOR_GOOD = ("Failed", "ValidationFailed")
+
+
 def ray_job_state(ray_job: dict | None) -> LauncherState:
-    """KubeRay RayJob: jobStatus SUCCEEDED/FAILED/STOPPED, jobDeploymentStatus Complete/Failed/Suspended."""
+    """KubeRay RayJob: jobStatus SUCCEEDED/FAILED/STOPPED, jobDeploymentStatus Complete/Failed/Retrying/Suspended."""
     if ray_job is None or ray_job.get("metadata", {}).get("deletionTimestamp"):
         return LauncherState(exists=False)
     status = ray_job.get("status") or {}
@@ -41,10 +47,10 @@ def ray_job_state(ray_job: dict | None) -> LauncherState:
     return LauncherState(
         exists=True,
         uid=ray_job["metadata"].get("uid", ""),
-        active=1 if job_status == "RUNNING" else 0,
+        active=1 if job_status == "RUNNING" and deployment == "Running" else 0,
         failures=status.get("failed", 0) or 0,
         succeeded=job_status == "SUCCEEDED",
-        failed=job_status in ("FAILED", "STOPPED") or deployment == "Failed",
+        failed=deployment in _RAY_FAILED_FOR_GOOD or (deployment == "Complete" and job_status != "SUCCEEDED"),
         # Kueue suspends and un-suspends spec.suspend; KubeRay follows in jobDeploymentStatus.
         suspended=deployment == "Suspended" or bool((ray_job.get("spec") or {}).get("suspend")),
         message=status.get("message", ""),

@@ -10,6 +10,11 @@ only that thread may install one. The single process and the Ray driver install 
 (`handling_sigterm`). Ray runs the training function in a thread of the worker's actor process,
 whose main thread executes the actor's methods (Ray Train's worker is a plain, single-threaded
 actor), so `distributed` asks its own actor to run `install` there (`RayTrainWorker.execute`).
+
+Who sends the signal: in a batch Job pod the trainer is PID 1, the process the kubelet signals.
+In a KubeRay pod PID 1 is `ray start`, which would end the Ray node without a checkpoint; there a
+process that installs the handler also registers its PID (when $TRAINWRIGHT_PROCESS_DIR is set),
+and the pod's preStop hook (`prestop.py`) signals the registered processes first.
 """
 
 import contextlib
@@ -18,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 _STOP = threading.Event()
 _reason: str | None = None
@@ -65,7 +71,34 @@ def install() -> bool:
     if threading.current_thread() is not threading.main_thread():
         return False
     signal.signal(signal.SIGTERM, _on_sigterm)
+    from trainwright.api import pod_contract  # after the handler: this import takes a moment
+
+    register(os.environ.get(pod_contract.PROCESS_DIR_ENV))
     return True
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat, field 22): with the
+    PID, it names one process, never a later one that reuses the number. None when it has exited
+    (gone, or a zombie its parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # field 3 onwards: they follow the command's closing parenthesis
+    return None if fields[0] == "Z" else fields[19]
+
+
+def register(directory: str | None) -> None:
+    """Leave this process's PID (a file named by it, holding its start time) for the preStop hook."""
+    if not directory:
+        return
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / str(os.getpid())).write_text(start_time(os.getpid()) or "")
+    except OSError as error:  # the hook will not find this process: the kubelet's SIGKILL ends it
+        print(f"warning: cannot register pid {os.getpid()} in {directory} ({error}); a pod stop will "
+              "not checkpoint it", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
