@@ -22,6 +22,40 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # a DNS subdomain, as Secret names are
 
 
+# What each strategy needs in spec.model, listed once: the CRD's CEL rules (`_needs_rule`), the
+# planner's --compare and the trainer's check (`needs_for`) are all made from it.
+STRATEGY_NEEDS: dict[str, tuple[str, ...]] = {  # model field -> the strategies that need it
+    "architecture": ("scratch",),
+    "source": ("fine-tune", "hybrid"),
+    "head": ("hybrid",),
+}
+_NEED_NAMES = {"source": "a pre-trained model.source", "head": "model.head (new layers)"}
+
+
+def need_name(field: str) -> str:
+    """How a message names a needed model field."""
+    return _NEED_NAMES.get(field, f"model.{field}")
+
+
+def needs_for(model, strategy: str) -> list[str]:
+    """The fields of ``model`` (a ModelSpec) that ``strategy`` needs and it lacks, as STRATEGY_NEEDS names them."""
+    return [field for field, strategies in STRATEGY_NEEDS.items()
+            if strategy in strategies and getattr(model, field) is None]
+
+
+def _needs_rule(field: str) -> CrossFieldRule:
+    """`STRATEGY_NEEDS[field]` as a rule on the spec: CEL for the API server, Python for the rest."""
+    strategies = STRATEGY_NEEDS[field]
+    if len(strategies) == 1:
+        cel = f"self.strategy != '{strategies[0]}' || has(self.model.{field})"
+        message = f"strategy {strategies[0]} needs {need_name(field)}"
+    else:
+        cel = f"!(self.strategy in {list(strategies)}) || has(self.model.{field})"
+        message = f"strategies {' and '.join(strategies)} need {need_name(field)}"
+    return CrossFieldRule(cel, f"model.{field}", message,
+                          lambda spec: spec.strategy not in strategies or getattr(spec.model, field) is not None)
+
+
 class ApiModel(BaseModel):
     """Shared config: camelCase on the wire, unknown fields refused, values checked on assignment."""
 
@@ -250,15 +284,7 @@ class TrainingJobSpec(ApiModel):
     ttlSecondsAfterFinished: int | None = Field(None, ge=0, le=10**9, description="Delete the job this long after it finished.")
 
     cel_rules = (
-        CrossFieldRule("self.strategy != 'scratch' || has(self.model.architecture)", "model.architecture",
-                       "strategy scratch needs model.architecture",
-                       lambda s: s.strategy != "scratch" or s.model.architecture is not None),
-        CrossFieldRule("!(self.strategy in ['fine-tune', 'hybrid']) || has(self.model.source)", "model.source",
-                       "strategies fine-tune and hybrid need a pre-trained model.source",
-                       lambda s: s.strategy not in ("fine-tune", "hybrid") or s.model.source is not None),
-        CrossFieldRule("self.strategy != 'hybrid' || has(self.model.head)", "model.head",
-                       "strategy hybrid needs model.head",
-                       lambda s: s.strategy != "hybrid" or s.model.head is not None),
+        *(_needs_rule(field) for field in STRATEGY_NEEDS),
         CrossFieldRule("!has(self.model.head) || self.strategy in ['hybrid', 'auto']", "model.head",
                        "a head is only used with strategy hybrid (or auto)",
                        lambda s: s.model.head is None or s.strategy in ("hybrid", "auto")),

@@ -1,7 +1,8 @@
 """plan_job: strategy, size and estimates for one spec. Pure: no I/O, same input, same plan."""
 
 from trainwright.api.durations import format_duration
-from trainwright.api.spec import TrainingJobSpec
+from trainwright.api.spec import TrainingJobSpec, need_name
+from trainwright.api.spec import needs_for as model_needs_for
 from trainwright.api.status import Plan
 from trainwright.planner.calibration import Calibration, Run
 from trainwright.planner.catalog import CPU, Catalog, UnknownGpuType
@@ -120,16 +121,8 @@ def plan_job(spec: TrainingJobSpec, catalog: Catalog, strategy: str | None = Non
 
 
 def needs_for(spec: TrainingJobSpec, strategy: str) -> list[str]:
-    """What the spec lacks to run as ``strategy``."""
-    model = spec.model
-    needs = []
-    if strategy in ("fine-tune", "hybrid") and not model.source:
-        needs.append("model.source (a pre-trained model)")
-    if strategy == "hybrid" and not model.head:
-        needs.append("model.head (new layers)")
-    if strategy == "scratch" and not model.architecture:
-        needs.append("model.architecture")
-    return needs
+    """What the spec lacks to run as ``strategy``, named for people (the API's STRATEGY_NEEDS)."""
+    return [need_name(field) for field in model_needs_for(spec.model, strategy)]
 
 
 def compare_strategies(spec: TrainingJobSpec, catalog: Catalog,

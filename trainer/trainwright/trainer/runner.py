@@ -19,7 +19,7 @@ import torch
 
 from trainwright.api import Plan
 from trainwright.api.spec import EarlyStoppingSpec
-from trainwright.planner.plan import needs_for
+from trainwright.api.spec import need_name, needs_for
 from trainwright.trainer import preemption
 from trainwright.trainer.checkpoint import Checkpointer
 from trainwright.trainer.data import (
@@ -103,11 +103,11 @@ def loop_config(settings: RunSettings, device: torch.device) -> LoopConfig:
 
 
 def check_job(settings: RunSettings, config: LoopConfig) -> None:
-    """What can be checked without the data or the model: the strategy's needs (the planner's
-    `needs_for`, the one place they are listed) and the early-stopping metric."""
+    """What can be checked without the data or the model: the strategy's needs (the API's
+    STRATEGY_NEEDS, the one place they are listed) and the early-stopping metric."""
     spec, strategy = settings.job.spec, settings.plan.strategy
-    if needs := needs_for(spec, strategy):
-        raise TrainerError(f"spec.{needs[0].split(' ')[0]}", f"strategy {strategy} needs {' and '.join(needs)}")
+    if needs := needs_for(spec.model, strategy):
+        raise TrainerError(f"spec.model.{needs[0]}", f"strategy {strategy} needs {' and '.join(map(need_name, needs))}")
     if config.early_stopping_metric and config.early_stopping_metric not in metrics_for_task(spec.model.task):
         raise TrainerError("spec.training.earlyStopping.metric", f"{config.early_stopping_metric} is not measured for "
                            f"{spec.model.task}; use one of {', '.join(metrics_for_task(spec.model.task))}")
