@@ -103,7 +103,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="trainwright-bench-s3-"))
-    server = s3kit.start_server()
+    server = s3kit.server().start()
     try:
         os.environ.update(server.env())
         bucket = server.create_bucket("bench")

@@ -64,12 +64,9 @@ def s3_server():
     import s3kit
 
     try:
-        server = s3kit.start_server()
+        server = s3kit.server().start()
     except s3kit.ServerMissing as exc:
-        message = f"needs the S3 server: {exc}"
-        if s3kit.required():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        s3kit.skip_or_fail(exc)
     yield server
     server.stop()
 

@@ -52,10 +52,14 @@ def _free_port() -> int:
 
 
 class S3Server:
-    """One s3proxy process; `start()` waits until it answers, `stop()` ends it."""
+    """One s3proxy process; `start()` waits until it answers, `stop()` ends it.
 
-    def __init__(self, jar: Path, java: str):
-        self.jar, self.java = jar, java
+    By default it listens on the host's loopback. For the real node's pods, ``prefix`` runs it
+    inside the node's network namespace and ``listen`` is 0.0.0.0 there (pods reach it on the
+    node's address); the host still reaches ``endpoint`` when the caller forwards the port."""
+
+    def __init__(self, jar: Path, java: str, *, listen: str = "127.0.0.1", prefix: tuple[str, ...] = ()):
+        self.jar, self.java, self.listen, self.prefix = jar, java, listen, prefix
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.access_key = "AKID" + secrets.token_hex(8).upper()
@@ -69,7 +73,7 @@ class S3Server:
         self.blobs.mkdir()
         properties = self.work / "s3proxy.properties"
         properties.write_text("\n".join([
-            f"s3proxy.endpoint={self.endpoint}",
+            f"s3proxy.endpoint=http://{self.listen}:{self.port}",
             "s3proxy.authorization=aws-v2-or-v4",
             f"s3proxy.identity={self.access_key}",
             f"s3proxy.credential={self.secret_key}",
@@ -77,7 +81,7 @@ class S3Server:
             f"jclouds.filesystem.basedir={self.blobs}",
         ]) + "\n")
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen([self.java, "-Xmx256m", "-jar", str(self.jar), "--properties", str(properties)],
+            self.process = subprocess.Popen([*self.prefix, self.java, "-Xmx256m", "-jar", str(self.jar), "--properties", str(properties)],
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -139,11 +143,16 @@ class S3Server:
         return f"s3://{bucket}/{prefix}"
 
 
-def start_server() -> S3Server:
-    """A started server; ServerMissing when the jar or Java is not there."""
-    return S3Server(find_jar(), find_java()).start()
+def server(**options) -> S3Server:
+    """A server not started yet (options: S3Server's); ServerMissing when the jar or Java is not there."""
+    return S3Server(find_jar(), find_java(), **options)
 
 
-def required() -> bool:
-    """Under CI a missing server fails the tests that need it instead of skipping them."""
-    return bool(os.environ.get("CI"))
+def skip_or_fail(exc: ServerMissing) -> None:
+    """Under CI a missing server fails the tests that need it; elsewhere they are skipped."""
+    import pytest
+
+    message = f"needs the S3 server: {exc}"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)

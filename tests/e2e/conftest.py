@@ -158,6 +158,21 @@ def jobs_namespace(real_cluster, release, base_model) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def node_s3(real_cluster):
+    """A real S3-compatible server (s3proxy) in the node's network namespace: pods reach it on
+    the node's address, the host (to make buckets and objects) through a forwarder."""
+    import s3kit
+
+    try:
+        server = s3kit.server(listen="0.0.0.0", prefix=real_cluster.netns.command)
+    except s3kit.ServerMissing as exc:
+        s3kit.skip_or_fail(exc)
+    real_cluster.forward_port("s3", server.port)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def prometheus_binary() -> Path:
     path = find_tool("prometheus")
     if path is None:

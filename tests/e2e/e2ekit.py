@@ -95,3 +95,15 @@ def get_tj_row(cluster, name: str) -> dict[str, str]:
 def metrics_records(claim_dir: Path, name: str) -> list[dict]:
     path = claim_dir / name / "output" / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def pod_memory(pod: dict) -> dict[str, int]:
+    """The pod's memory cgroup as the kernel keeps it (cgroup v1, the kubelet's cgroupfs layout):
+    its high-water mark (page cache included), its limit and the anonymous memory it holds now."""
+    uid = pod["metadata"]["uid"]
+    folder = next(Path("/sys/fs/cgroup/memory/kubepods").rglob(f"pod{uid}"), None)
+    if folder is None:
+        return {}
+    stat = dict(line.split() for line in (folder / "memory.stat").read_text().splitlines())
+    return {"max_usage": int((folder / "memory.max_usage_in_bytes").read_text()),
+            "limit": int((folder / "memory.limit_in_bytes").read_text()), "rss": int(stat["total_rss"])}

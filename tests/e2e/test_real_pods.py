@@ -15,8 +15,8 @@ import pytest
 
 from chartkit import CHART, Prometheus
 from devcluster import free_port, wait_for
-from e2ekit import (JOBS_NS, RELEASE, SYSTEM_NS, apply, get_tj_row, kget, metrics_records, pods_of, status_of,
-                    trainer_logs, training_job, wait_phase)
+from e2ekit import (JOBS_NS, RELEASE, SYSTEM_NS, apply, get_tj_row, kget, metrics_records, pod_memory, pods_of,
+                    status_of, trainer_logs, training_job, wait_phase)
 
 FINE_TUNE_MODEL = {"source": "pvc://models/base", "task": "sequence-classification", "adapter": {"type": "lora", "rank": 4}}
 HYBRID_MODEL = {"source": "pvc://models/base", "task": "sequence-classification",
@@ -170,9 +170,15 @@ def step_events(claim_dir, name: str) -> list[int]:
     return [r["step"] for r in metrics_records(claim_dir, name) if r.get("event") == "step"]
 
 
-def wait_for_checkpoint(cluster, name: str) -> int:
-    return wait_for(lambda: (status_of(cluster, name).get("checkpoint") or {}).get("step"), timeout=300, interval=0.5,
-                    message=lambda: f"a first checkpoint of {name}\n{trainer_logs(cluster, name)}")
+def wait_for_checkpoint(cluster, name: str, after: int = 0, timeout: float = 300) -> int:
+    """The step of the job's newest checkpoint, once there is one past step ``after``."""
+
+    def newest() -> int | None:
+        step = (status_of(cluster, name).get("checkpoint") or {}).get("step") or 0
+        return step if step > after else None
+
+    return wait_for(newest, timeout=timeout, interval=0.5,
+                    message=lambda: f"a checkpoint of {name} past step {after}\n{trainer_logs(cluster, name)}")
 
 
 def resumed_at(cluster, pod: dict) -> int:
@@ -214,6 +220,45 @@ def test_a_deleted_trainer_pod_is_replaced_and_resumes_from_the_newest_checkpoin
     assert status["cost"]["gpuSeconds"] >= pod_seconds(second) + first_seconds - 2, (status["cost"], first_seconds)
 
 
+def ray_pods_of(cluster, name: str, node_type: str) -> list[dict]:
+    return [p for p in kget(cluster, "pods", "-n", JOBS_NS, "-l", f"ray.io/node-type={node_type}")["items"]
+            if p["metadata"]["labels"].get("trainwright.dev/job") == name and not p["metadata"].get("deletionTimestamp")]
+
+
+def test_a_deleted_ray_worker_pod_checkpoints_in_its_prestop_hook_and_the_rayjob_resumes(real_cluster, jobs_namespace, kuberay):
+    """The kubelet runs the pod's preStop hook, which signals the Ray Train worker there: every
+    worker stops at the same step, rank 0 writes a checkpoint, the driver exits 143, and KubeRay's
+    retry (a new RayCluster) resumes from that checkpoint: no step is trained twice."""
+    cluster = real_cluster
+    name = "e2e-ray-resume"
+    job = training_job(name, "scratch", SCRATCH_MODEL, "pvc://data/patterns.jsonl",
+                       resources={"workers": 2, "workersPerPod": 1, "cpusPerWorker": 0.5, "memoryPerWorker": "3Gi"},
+                       training={"epochs": 6}, backoffLimit=2)
+    job["spec"]["checkpoint"].update(everySteps=25, keep=20)
+    apply(cluster, job)
+    first_checkpoint = wait_for_checkpoint(cluster, name)
+    worker = wait_for(lambda: next(iter(ray_pods_of(cluster, name, "worker")), None), timeout=30,
+                      message="a Ray worker pod")
+    steps_before = step_events(jobs_namespace["ckpt"], name)
+    began = time.monotonic()
+    cluster.kubectl("delete", "pod", "-n", JOBS_NS, worker["metadata"]["name"], "--wait=true", timeout=180)
+    deleted_in = time.monotonic() - began
+    status = wait_phase(cluster, name, "Succeeded", timeout=600)
+
+    checkpoints = [r["step"] for r in metrics_records(jobs_namespace["ckpt"], name) if r.get("event") == "checkpoint"]
+    steps = step_events(jobs_namespace["ckpt"], name)
+    print(f"Ray worker pod deleted in {deleted_in:.1f} s (grace period "
+          f"{worker['spec']['terminationGracePeriodSeconds']} s); checkpoints at {checkpoints}; restarts {status['restarts']}")
+    assert status["restarts"] >= 1, status
+    assert steps_before and first_checkpoint <= max(checkpoints), checkpoints
+    # The hook's checkpoint is at the step the workers stopped, and the new cluster went on from
+    # there: had the worker been killed instead, the retry would redo the steps since the last
+    # periodic checkpoint, and the steps in metrics.jsonl would go back.
+    assert steps == sorted(steps) and steps[-1] == status["progress"]["totalSteps"], steps
+    # The pod went at once, not at the end of its grace period: `ray start` ends when signalled.
+    assert deleted_in < worker["spec"]["terminationGracePeriodSeconds"], deleted_in
+
+
 def test_suspend_removes_the_pods_and_resume_continues_from_the_checkpoint(real_cluster, jobs_namespace):
     cluster = real_cluster
     name = "e2e-suspend"
@@ -227,6 +272,123 @@ def test_suspend_removes_the_pods_and_resume_continues_from_the_checkpoint(real_
     assert resumed_at(cluster, pod) >= first_checkpoint
     steps = step_events(jobs_namespace["ckpt"], name)
     assert steps == sorted(steps) and steps[-1] == status["progress"]["totalSteps"], steps
+
+
+def test_a_scratch_job_streams_its_corpus_from_s3_and_resumes_mid_epoch_after_its_pod_is_deleted(
+        real_cluster, jobs_namespace, node_s3):
+    """A corpus above the in-memory limit, in a bucket on a real S3 server the pod reaches over
+    the node's network: the trainer tokenises it once into the token cache on the claim, streams
+    it, and the replacement pod finds the cache and goes on at the checkpoint's data position."""
+    import torch
+
+    from devcluster.node import NODE_IP
+    from trainwright.trainer.demo import builtin_records
+
+    cluster = real_cluster
+    name = "e2e-s3-stream"
+    corpus = "".join(json.dumps(r) + "\n" for r in builtin_records("patterns", 100_000)).encode()
+    node_s3.create_bucket("corpus")
+    source = node_s3.put("corpus", "patterns.jsonl", corpus)
+    apply(cluster, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": JOBS_NS},
+                    "stringData": {"AWS_ACCESS_KEY_ID": node_s3.access_key, "AWS_SECRET_ACCESS_KEY": node_s3.secret_key}})
+    job = training_job(name, "scratch", SCRATCH_MODEL, source, training={"epochs": 1, "batchSize": 128},
+                       objectStorage={"secret": "s3-creds", "endpoint": f"http://{NODE_IP}:{node_s3.port}"})
+    job["spec"]["checkpoint"].update(everySteps=100, keep=20)
+    apply(cluster, job)
+    first_checkpoint = wait_for_checkpoint(cluster, name)
+    first = pods_of(cluster, name)[0]
+    first_log = cluster.kubectl("logs", "-n", JOBS_NS, first["metadata"]["name"])
+    memory = pod_memory(first)
+    cluster.kubectl("delete", "pod", "-n", JOBS_NS, first["metadata"]["name"], "--wait=true", timeout=120)
+    status = wait_phase(cluster, name, "Succeeded", timeout=420)
+
+    (second,) = [p for p in pods_of(cluster, name) if p["metadata"]["uid"] != first["metadata"]["uid"]]
+    second_log = cluster.kubectl("logs", "-n", JOBS_NS, second["metadata"]["name"])
+    streamed = [ln for ln in first_log.splitlines() if ln.startswith("data: streaming from")]
+    assert streamed and "tokenised" in streamed[0] and f"{len(corpus):,} bytes >" in streamed[0], first_log[-3000:]
+    assert any(ln.startswith("data: streaming from") and "found in the cache, nothing tokenised" in ln
+               for ln in second_log.splitlines()), second_log[-3000:]
+    assert node_s3.secret_key not in first_log + second_log
+    resumed = resumed_at(cluster, second)
+    assert first_checkpoint <= resumed < status["progress"]["totalSteps"], (resumed, status["progress"])
+    # The checkpoint it resumed from holds the data position: in the middle of the first epoch,
+    # exactly the samples its steps read, so the second pod neither repeats nor skips one.
+    state = torch.load(jobs_namespace["ckpt"] / name / "checkpoints" / f"step-{resumed:09d}" / "state.pt",
+                       map_location="cpu", weights_only=False)
+    assert (state["progress"]["epoch"], state["progress"]["position"]) == (0, resumed * 128), state["progress"]
+    steps = step_events(jobs_namespace["ckpt"], name)
+    assert steps == sorted(steps) and steps[-1] == status["progress"]["totalSteps"], steps
+    print(f"s3 corpus {len(corpus) / 1e6:.1f} MB; first pod's memory cgroup: {memory}; resumed at step {resumed} "
+          f"of {status['progress']['totalSteps']}; {streamed[0]}")
+
+
+def test_a_corpus_larger_than_the_pods_memory_streams_from_s3_and_resumes_mid_epoch(
+        real_cluster, jobs_namespace, node_s3, tmp_path):
+    """1 GB of text in a bucket, a trainer pod given 768 MiB: the corpus is tokenised as it streams
+    in, trained on from memory-mapped shards, and a replacement pod goes on at the checkpoint's
+    data position. The epoch is long (an hour on this node): the job is deleted once the
+    replacement has checkpointed past where it resumed."""
+    import torch
+
+    from devcluster.node import NODE_IP
+    from trainwright.trainer.demo import builtin_records
+
+    cluster = real_cluster
+    name = "e2e-s3-large"
+    limit = 768 * 2**20
+    chunk = "".join(json.dumps(r) + "\n" for r in builtin_records("patterns", 100_000)).encode()
+    corpus = tmp_path / "corpus.jsonl"
+    with corpus.open("wb") as out:
+        for _ in range(100):
+            out.write(chunk)
+    size = corpus.stat().st_size
+    assert size > limit
+    node_s3.create_bucket("large")
+    source = node_s3.put("large", "patterns.jsonl", corpus)
+    corpus.unlink()
+    apply(cluster, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": JOBS_NS},
+                    "stringData": {"AWS_ACCESS_KEY_ID": node_s3.access_key, "AWS_SECRET_ACCESS_KEY": node_s3.secret_key}})
+    job = training_job(name, "scratch", SCRATCH_MODEL, source, resources={"memoryPerWorker": "768Mi"},
+                       training={"epochs": 1, "batchSize": 128},
+                       objectStorage={"secret": "s3-creds", "endpoint": f"http://{NODE_IP}:{node_s3.port}"})
+    job["spec"]["checkpoint"].update(everySteps=100, keep=20)
+    began = time.monotonic()
+    apply(cluster, job)
+    first_checkpoint = wait_for_checkpoint(cluster, name, timeout=900)
+    to_first_checkpoint = time.monotonic() - began
+    first = pods_of(cluster, name)[0]
+    assert first["spec"]["containers"][0]["resources"]["limits"]["memory"] == "768Mi"
+    first_memory = pod_memory(first)
+    first_log = cluster.kubectl("logs", "-n", JOBS_NS, first["metadata"]["name"])
+    cluster.kubectl("delete", "pod", "-n", JOBS_NS, first["metadata"]["name"], "--wait=true", timeout=120)
+
+    def resumed_pod() -> tuple[dict, int] | None:
+        for pod in pods_of(cluster, name):
+            if pod["metadata"]["uid"] != first["metadata"]["uid"] and pod["status"].get("phase") == "Running":
+                logs = cluster.kubectl_run("logs", "-n", JOBS_NS, pod["metadata"]["name"]).stdout
+                if "resumed from " in logs:
+                    return pod, resumed_at(cluster, pod)
+        return None
+
+    second, resumed = wait_for(resumed_pod, timeout=300, interval=1, message=lambda: trainer_logs(cluster, name))
+    wait_for_checkpoint(cluster, name, after=resumed, timeout=300)
+    second_memory = pod_memory(second)
+    second_log = cluster.kubectl("logs", "-n", JOBS_NS, second["metadata"]["name"])
+    status = status_of(cluster, name)
+    cluster.kubectl("delete", "trainingjob", name, "-n", JOBS_NS, "--wait=true", timeout=120)
+
+    streamed = next(ln for ln in first_log.splitlines() if ln.startswith("data: streaming from"))
+    assert "tokenised" in streamed and f"{size:,} bytes >" in streamed, first_log[-3000:]
+    assert any("found in the cache, nothing tokenised" in ln for ln in second_log.splitlines()), second_log[-3000:]
+    assert status["restarts"] == 1 and status["phase"] == "Running", status  # the delete; never an OOM kill
+    state = torch.load(jobs_namespace["ckpt"] / name / "checkpoints" / f"step-{resumed:09d}" / "state.pt",
+                       map_location="cpu", weights_only=False)
+    assert first_checkpoint <= resumed and (state["progress"]["epoch"], state["progress"]["position"]) == (0, resumed * 128)
+    steps = step_events(jobs_namespace["ckpt"], name)
+    assert steps == sorted(steps) and steps[-1] > resumed, steps
+    print(f"corpus {size / 2**20:,.0f} MiB in s3, pod limit {limit / 2**20:.0f} MiB; first checkpoint {to_first_checkpoint:.0f} s "
+          f"after apply; memory cgroups (bytes): first pod {first_memory}, second {second_memory}; resumed at step "
+          f"{resumed} of {status['progress']['totalSteps']}; {streamed}")
 
 
 def test_a_budget_that_runs_out_stops_the_real_pods(real_cluster, jobs_namespace):
