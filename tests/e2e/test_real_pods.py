@@ -326,8 +326,9 @@ def test_a_corpus_larger_than_the_pods_memory_streams_from_s3_and_resumes_mid_ep
         real_cluster, jobs_namespace, node_s3, tmp_path):
     """1 GB of text in a bucket, a trainer pod given 768 MiB: the corpus is tokenised as it streams
     in, trained on from memory-mapped shards, and a replacement pod goes on at the checkpoint's
-    data position. The epoch is long (an hour on this node): the job is deleted once the
-    replacement has checkpointed past where it resumed."""
+    data position. The epoch is long (hours on this node): the job is deleted once the
+    replacement has checkpointed past where it resumed. Measured on the 2-core node: the pod's
+    anonymous memory stays near 560-590 MB while the page cache fills the rest of its limit."""
     import torch
 
     from devcluster.node import NODE_IP
@@ -349,7 +350,7 @@ def test_a_corpus_larger_than_the_pods_memory_streams_from_s3_and_resumes_mid_ep
     apply(cluster, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": JOBS_NS},
                     "stringData": {"AWS_ACCESS_KEY_ID": node_s3.access_key, "AWS_SECRET_ACCESS_KEY": node_s3.secret_key}})
     job = training_job(name, "scratch", SCRATCH_MODEL, source, resources={"memoryPerWorker": "768Mi"},
-                       training={"epochs": 1, "batchSize": 128},
+                       training={"epochs": 1, "batchSize": 16},
                        objectStorage={"secret": "s3-creds", "endpoint": f"http://{NODE_IP}:{node_s3.port}"})
     job["spec"]["checkpoint"].update(everySteps=100, keep=20)
     began = time.monotonic()
@@ -383,7 +384,7 @@ def test_a_corpus_larger_than_the_pods_memory_streams_from_s3_and_resumes_mid_ep
     assert status["restarts"] == 1 and status["phase"] == "Running", status  # the delete; never an OOM kill
     state = torch.load(jobs_namespace["ckpt"] / name / "checkpoints" / f"step-{resumed:09d}" / "state.pt",
                        map_location="cpu", weights_only=False)
-    assert first_checkpoint <= resumed and (state["progress"]["epoch"], state["progress"]["position"]) == (0, resumed * 128)
+    assert first_checkpoint <= resumed and (state["progress"]["epoch"], state["progress"]["position"]) == (0, resumed * 16)
     steps = step_events(jobs_namespace["ckpt"], name)
     assert steps == sorted(steps) and steps[-1] > resumed, steps
     print(f"corpus {size / 2**20:,.0f} MiB in s3, pod limit {limit / 2**20:.0f} MiB; first checkpoint {to_first_checkpoint:.0f} s "

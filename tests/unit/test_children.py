@@ -212,6 +212,9 @@ def test_every_pod_of_a_rayjob_gets_the_grace_period(job_dict):
     periods = {cluster["headGroupSpec"]["template"]["spec"]["terminationGracePeriodSeconds"],
                cluster["workerGroupSpecs"][0]["template"]["spec"]["terminationGracePeriodSeconds"]}
     assert periods == {66}  # GPT-2 small: 124M x 12 bytes at 500 MB/s = 3 s, doubled, plus 60
+    job_dict["spec"].update(checkpoint={"pvc": "ckpt", "uri": "s3://checkpoints/gpt"}, objectStorage={"secret": "s3-creds"})
+    cluster = children_of(job_dict)[2][-1]["spec"]["rayClusterSpec"]
+    assert cluster["headGroupSpec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 69  # and 3 s to copy it
 
 
 def test_ray_head_and_workers_stop_their_trainers_in_a_prestop_hook_and_the_submitter_does_not(job_dict):

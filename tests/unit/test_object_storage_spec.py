@@ -44,3 +44,15 @@ def test_validate_command_refuses_an_s3_source_without_a_secret(job_dict, tmp_pa
     path.write_text(yaml.safe_dump(_s3(job_dict)))
     assert main(["validate", str(path)]) == 1
     assert "spec.objectStorage.secret: an s3:// dataset.source needs objectStorage.secret" in capsys.readouterr().err
+
+
+def test_an_s3_checkpoint_uri_needs_object_storage_and_a_bucket(job_dict):
+    job_dict["spec"]["checkpoint"] = {"uri": "s3://checkpoints/sentiment"}
+    with pytest.raises(ManifestError) as caught:
+        parse_job(job_dict)
+    assert "spec.objectStorage.secret: an s3:// checkpoint.uri needs objectStorage.secret" in str(caught.value)
+    job_dict["spec"]["objectStorage"] = {"secret": "s3-creds"}
+    assert parse_job(job_dict).spec.checkpoint.uri == "s3://checkpoints/sentiment"
+    job_dict["spec"]["checkpoint"] = {"uri": "/mnt/checkpoints"}
+    with pytest.raises(ManifestError, match="spec.checkpoint.uri"):
+        parse_job(job_dict)

@@ -232,6 +232,8 @@ class CheckpointSpec(ApiModel):
     pvc: str | None = Field(None, max_length=253, pattern=NAME_PATTERN, description="PersistentVolumeClaim that holds checkpoints; survives pod loss.")
     everySteps: int = Field(500, ge=1, le=10**9, description="Save every N optimizer steps (and at the end).")
     keep: int = Field(3, ge=1, le=1000, description="Checkpoints kept; older ones are deleted.")
+    uri: str | None = Field(None, max_length=1024, pattern=r"^s3://[a-z0-9][a-z0-9.-]*(/.*)?$",
+                            description="s3://BUCKET/PREFIX each checkpoint is also copied to (with objectStorage): it outlives the pod, the claim and the node, and a new pod resumes from it.")
 
 
 class ObjectStorageSpec(ApiModel):
@@ -303,6 +305,9 @@ class TrainingJobSpec(ApiModel):
         CrossFieldRule("!self.dataset.source.startsWith('s3://') || has(self.objectStorage)", "objectStorage.secret",
                        "an s3:// dataset.source needs objectStorage.secret (a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
                        lambda s: not s.dataset.source.startswith("s3://") or s.objectStorage is not None),
+        CrossFieldRule("!has(self.checkpoint.uri) || has(self.objectStorage)", "objectStorage.secret",
+                       "an s3:// checkpoint.uri needs objectStorage.secret (a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                       lambda s: s.checkpoint.uri is None or s.objectStorage is not None),
         CrossFieldRule("!has(self.model.source) || !self.model.source.startsWith('s3://') || has(self.objectStorage)",
                        "objectStorage.secret",
                        "an s3:// model.source needs objectStorage.secret (a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",

@@ -23,8 +23,9 @@ SUBMITTER_RESOURCES = {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits":
 # its evaluation batch), writes a checkpoint and exits 143 (docs/trainer.md), and the kubelet must
 # not SIGKILL it first. The write is sized as the planner sizes checkpoints (weights and two Adam
 # moments, 4 bytes each, at CHECKPOINT_BYTES_PER_SECOND), doubled for a slower volume, plus a margin
-# for the step in flight, the process's exit and the last status patch. A trainer exits as soon as
-# it has written, so a generous period costs nothing unless the trainer hangs.
+# for the step in flight, the process's exit and the last status patch; with checkpoint.uri, one
+# more write's time for the copy to object storage. A trainer exits as soon as it has written, so
+# a generous period costs nothing unless the trainer hangs.
 GRACE_MARGIN_SECONDS = 60
 GRACE_WRITE_FACTOR = 2
 GRACE_UNKNOWN_MODEL_SECONDS = 300  # a model whose parameter count the plan cannot know (pvc:// without model.parameters)
@@ -179,7 +180,8 @@ def termination_grace_seconds(job: TrainingJob, plan: Plan) -> int:
         return GRACE_UNKNOWN_MODEL_SECONDS
     adapter_only = plan.strategy == "fine-tune" and job.spec.model.adapter is not None  # no moments for the base
     write = checkpoint_seconds(parameters, 1.0 if adapter_only else 0.0, 1)
-    return math.ceil(GRACE_MARGIN_SECONDS + GRACE_WRITE_FACTOR * write)
+    copies = 1 if job.spec.checkpoint.uri else 0  # the copy to checkpoint.uri, at the same rate
+    return math.ceil(GRACE_MARGIN_SECONDS + (GRACE_WRITE_FACTOR + copies) * write)
 
 
 def workers_per_pod(plan: Plan) -> int:

@@ -26,6 +26,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from trainwright.trainer.errors import TrainerError
+from trainwright.trainer.remote_checkpoints import RemoteCheckpoints, warn
+
 # The keys of a checkpoint's state, named once (as torchtune names its own in torchtune.training).
 MODEL_KEY = "model"
 OPTIMIZER_KEY = "optimizer"
@@ -38,6 +41,7 @@ TOTAL_STEPS_KEY = "total_steps"
 PATTERN = re.compile(r"^step-(\d{9})$")
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
+FILES = (STATE_FILE, META_FILE)  # a checkpoint's files, in the order they are written and copied
 BEST_FILE = "best-weights.pt"
 FORMAT = 2  # 1: state.pt alone (no meta.json), refused
 
@@ -114,13 +118,16 @@ def differing(written: dict | None, expected: dict | None) -> list[str]:
 class Checkpointer:
     """`fingerprint`: what identifies the job (its spec's parts, hashed), stored in every
     checkpoint and compared on resume. `writer`: this process writes and sets refused ones aside
-    (rank 0); the other ranks only read."""
+    (rank 0); the other ranks only read. `remote`: where each checkpoint is also copied
+    (`spec.checkpoint.uri`), and where a resume finds the ones this folder lacks."""
 
-    def __init__(self, directory: str | Path, keep: int, fingerprint: dict[str, str] | None = None, writer: bool = True):
+    def __init__(self, directory: str | Path, keep: int, fingerprint: dict[str, str] | None = None, writer: bool = True,
+                 remote: RemoteCheckpoints | None = None):
         self.directory = Path(directory)
         self.keep = keep
         self.fingerprint = fingerprint
         self.writer = writer
+        self.remote = remote
 
     def steps(self) -> list[int]:
         if not self.directory.is_dir():
@@ -158,7 +165,17 @@ class Checkpointer:
         temporary.rename(final)
         _fsync_directory(self.directory)
         self._prune()
+        if self.remote is not None and self.writer:
+            self._copy_out(final)
         return final
+
+    def _copy_out(self, final: Path) -> None:
+        """Copy the checkpoint just written to `remote`, then drop the remote ones past `keep`."""
+        try:
+            self.remote.push(final, FILES)
+            self.remote.drop(self.remote.steps()[: -self.keep], FILES)
+        except TrainerError as error:
+            warn(f"checkpoint {final.name} is not copied to {self.remote.url} ({error}); it is on the local disk only")
 
     def meta(self, path: Path) -> dict:
         try:
@@ -195,9 +212,12 @@ class Checkpointer:
         """The newest good checkpoint and its state, or None. `check(state)` returns why a state
         does not fit this run (or None). Each refused one is named on stderr and set aside."""
         refused_any = False
-        for step in reversed(self.steps()):
+        local = set(self.steps())
+        for step in sorted(local | set(self._remote_steps()), reverse=True):
             path = self.path(step)
             try:
+                if step not in local:
+                    self._pull(step)
                 state = self.load(path)
                 if check is not None and (problem := check(state)):
                     raise Refused(problem)
@@ -211,6 +231,23 @@ class Checkpointer:
         if refused_any and self.writer:
             print(f"no good checkpoint left in {self.directory}: starting from step 0", file=sys.stderr, flush=True)
         return None
+
+    def _remote_steps(self) -> list[int]:
+        if self.remote is None:
+            return []
+        try:
+            return self.remote.steps()
+        except TrainerError as error:
+            warn(f"cannot list the checkpoints in {self.remote.url} ({error}); resuming from the local ones only")
+            return []
+
+    def _pull(self, step: int) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.remote.pull(self.path(step), FILES)
+        except (TrainerError, OSError) as error:
+            raise Refused(f"cannot copy it from {self.remote.url}: {error}") from None
+        print(f"copied checkpoint step {step} from {self.remote.url}", file=sys.stderr, flush=True)
 
     def _set_aside(self, path: Path) -> None:
         target = path.with_name(f"refused-{path.name}")
@@ -233,12 +270,25 @@ class Checkpointer:
             temporary.unlink(missing_ok=True)
             raise
         os.replace(temporary, self.directory / BEST_FILE)
+        if self.remote is not None and self.writer:
+            try:
+                self.remote.push_file(self.directory / BEST_FILE)
+            except TrainerError as error:
+                warn(f"{BEST_FILE} is not copied to {self.remote.url} ({error}); it is on the local disk only")
 
     def forget_best(self) -> None:
         (self.directory / BEST_FILE).unlink(missing_ok=True)
+        if self.remote is not None and self.writer:
+            try:
+                self.remote.drop_file(BEST_FILE)
+            except TrainerError as error:
+                warn(f"{BEST_FILE} is not deleted from {self.remote.url} ({error})")
 
     def load_best(self) -> dict | None:
         path = self.directory / BEST_FILE
+        if not path.exists() and self.remote is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.remote.pull_file(path)
         return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
 
     def _prune(self) -> None:

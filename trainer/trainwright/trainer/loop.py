@@ -387,7 +387,7 @@ def train(
         rate = run_steps / elapsed if elapsed > 0 and run_steps else None
         metrics = {**{k: v for k, v in state.metrics.items() if k.startswith("val_")}, **wait}
         reporter.on_step(Progress(
-            step=state.step, totalSteps=total, epoch=epoch, ratio=state.step / total if total else None, loss=last_loss,
+            step=state.step, totalSteps=total, epoch=epoch, ratio=round(state.step / total, 4) if total else None, loss=last_loss,
             samplesPerSecond=rate * samples_per_step if rate else None,
             etaSeconds=(total - state.step) / rate if rate else None,
             metrics=metrics or None, updatedAt=now_rfc3339(),

@@ -31,7 +31,9 @@ from trainwright.trainer.loop import DEFAULT_LEARNING_RATES, LoopConfig, LoopRes
 from trainwright.trainer.records import dataset_files, read_records
 from trainwright.trainer.reporting import build_reporters
 from trainwright.trainer.settings import RunSettings, job_fingerprint
-from trainwright.trainer.sources import resolve_source
+from trainwright.trainer.remote_checkpoints import RemoteCheckpoints
+from trainwright.trainer.sources import Source, resolve_source
+from trainwright.trainer.storage import Bucket
 
 if TYPE_CHECKING:
     from trainwright.trainer.models import BuiltModel, TaskLabels
@@ -237,6 +239,12 @@ def save_model(built: "BuiltModel", directory: Path) -> None:
     built.tokenizer.save_pretrained(directory)
 
 
+def remote_checkpoints(settings: RunSettings) -> RemoteCheckpoints | None:
+    """Where `spec.checkpoint.uri` copies the checkpoints to; None without one."""
+    uri = settings.job.spec.checkpoint.uri
+    return RemoteCheckpoints(Bucket(Source("s3", uri, uri, "spec.checkpoint.uri"))) if uri else None
+
+
 def train_prepared(settings: RunSettings, prepared: Prepared, device: torch.device, rank: int = 0, world: int = 1) -> LoopResult:
     """The loop with this run's reporters and checkpoints; rank 0 saves the final model."""
     output = Path(settings.output_dir)
@@ -249,7 +257,8 @@ def train_prepared(settings: RunSettings, prepared: Prepared, device: torch.devi
         result = train(
             prepared.built, prepared.train_set, prepared.validation, prepared.config, device=device, reporter=reporter,
             checkpointer=Checkpointer(settings.checkpoint_dir, settings.job.spec.checkpoint.keep,
-                                      fingerprint=job_fingerprint(settings), writer=rank == 0), rank=rank, world=world,
+                                      fingerprint=job_fingerprint(settings), writer=rank == 0,
+                                      remote=remote_checkpoints(settings)), rank=rank, world=world,
             num_labels=prepared.labels.count, should_stop=preemption.stop_requested,
         )
     finally:

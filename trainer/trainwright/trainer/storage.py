@@ -1,4 +1,5 @@
-"""Objects in S3 or an S3-compatible server: dataset files read as streams, model folders copied.
+"""Objects in S3 or an S3-compatible server: dataset files read as streams, model folders copied,
+checkpoints copied both ways (remote_checkpoints.py).
 
 The pod gets its credentials from the Secret named by `spec.objectStorage.secret` (the
 operator maps its AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY into the environment) and the
@@ -136,6 +137,24 @@ class Bucket:
             raise self.error(error, info.key) from None
         partial.replace(target)
 
+    def upload(self, path: Path, key: str) -> None:
+        """The local file at `path` as the object `key` (multipart for large files: obstore's put)."""
+        import obstore
+
+        try:
+            obstore.put(self.store, key, path)
+        except Exception as error:
+            raise self.error(error, key) from None
+
+    def delete(self, keys: list[str]) -> None:
+        import obstore
+
+        if keys:
+            try:
+                obstore.delete(self.store, keys)
+            except Exception as error:
+                raise self.error(error, keys[0]) from None
+
     def error(self, error: Exception, key: str) -> TrainerError:
         """What went wrong, in the user's terms: access, bucket, object, or the server."""
         url = f"s3://{self.name}/{key}" if key else f"s3://{self.name}"
@@ -147,7 +166,7 @@ class Bucket:
         elif _denied(error) or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             reason = (f"access denied{f' ({code})' if code else ''} at {where}: check "
                       f"{pod.OBJECT_STORE_KEY_ID_ENV} and {pod.OBJECT_STORE_SECRET_KEY_ENV} (the Secret named by "
-                      f"{SECRET_FIELD}) and that they may read this bucket")
+                      f"{SECRET_FIELD}) and that they may use this bucket")
         elif isinstance(error, FileNotFoundError) or code == "NoSuchKey":
             reason = "no such object"
         else:
