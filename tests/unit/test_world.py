@@ -47,6 +47,19 @@ async def test_new_jobs_plans_and_spec_changes_queue_a_job_but_status_updates_do
 
 
 @in_loop
+async def test_the_watch_echo_of_our_own_plan_write_queues_nothing_but_a_spec_change_made_meanwhile_does():
+    world = World(settle_seconds=0)
+    world.saw_job("ADDED", job())
+    assert await drain(world) == [A]
+    world.saw_status(A, job(plan={"gpus": 1}))  # the answer to our patch
+    world.saw_job("MODIFIED", job(plan={"gpus": 1}))  # its echo
+    assert await drain(world) == []
+    world.saw_status(A, job(generation=2, plan={"gpus": 1}))  # the spec changed before our patch landed
+    world.saw_job("MODIFIED", job(generation=2, plan={"gpus": 1}))
+    assert await drain(world) == [A]
+
+
+@in_loop
 async def test_child_events_queue_their_job_once():
     world = World(settle_seconds=0)
     world.saw_job("ADDED", job(plan={"gpus": 1}))

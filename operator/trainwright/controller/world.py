@@ -131,9 +131,14 @@ class World:
             self.mark(key)
 
     def saw_status(self, key: Key, body: dict) -> None:
-        """Our own patch's answer: the freshest copy, without waiting for the watch."""
+        """Our own patch's answer: the freshest copy, without waiting for the watch. Its echo in
+        the watch then queues nothing: a plan we wrote ourselves needs no second reconcile (in a
+        burst, that was one more reconcile per job). The generation stays the one last queued,
+        so a spec change made meanwhile still queues the job when its event comes."""
         if key in self.jobs:
             self.jobs[key] = _slim_job(body)
+            generation = self._seen.get(key, (body["metadata"].get("generation", 0), False))[0]
+            self._seen[key] = (generation, bool((body.get("status") or {}).get("plan")))
 
     def forget_gone_pods(self, key: Key, names: list[str]) -> None:
         """The job's status now counts these deleted pods: they need not be kept."""

@@ -165,17 +165,18 @@ class Checkpointer:
         temporary.rename(final)
         _fsync_directory(self.directory)
         self._prune()
-        if self.remote is not None and self.writer:
-            self._copy_out(final)
+        self._copy(f"checkpoint {final.name} is not copied to", lambda: (
+            self.remote.push(final, FILES), self.remote.drop(self.remote.steps()[: -self.keep], FILES)))
         return final
 
-    def _copy_out(self, final: Path) -> None:
-        """Copy the checkpoint just written to `remote`, then drop the remote ones past `keep`."""
+    def _copy(self, failure: str, action: Callable[[], object]) -> None:
+        """Rank 0 mirrors a change to `remote`; a failure is a warning, and the local copy stands."""
+        if self.remote is None or not self.writer:
+            return
         try:
-            self.remote.push(final, FILES)
-            self.remote.drop(self.remote.steps()[: -self.keep], FILES)
+            action()
         except TrainerError as error:
-            warn(f"checkpoint {final.name} is not copied to {self.remote.url} ({error}); it is on the local disk only")
+            warn(f"{failure} {self.remote.url} ({error}); training goes on with the local copy")
 
     def meta(self, path: Path) -> dict:
         try:
@@ -270,19 +271,11 @@ class Checkpointer:
             temporary.unlink(missing_ok=True)
             raise
         os.replace(temporary, self.directory / BEST_FILE)
-        if self.remote is not None and self.writer:
-            try:
-                self.remote.push_file(self.directory / BEST_FILE)
-            except TrainerError as error:
-                warn(f"{BEST_FILE} is not copied to {self.remote.url} ({error}); it is on the local disk only")
+        self._copy(f"{BEST_FILE} is not copied to", lambda: self.remote.push_file(self.directory / BEST_FILE))
 
     def forget_best(self) -> None:
         (self.directory / BEST_FILE).unlink(missing_ok=True)
-        if self.remote is not None and self.writer:
-            try:
-                self.remote.drop_file(BEST_FILE)
-            except TrainerError as error:
-                warn(f"{BEST_FILE} is not deleted from {self.remote.url} ({error})")
+        self._copy(f"{BEST_FILE} is not deleted from", lambda: self.remote.drop_file(BEST_FILE))
 
     def load_best(self) -> dict | None:
         path = self.directory / BEST_FILE
