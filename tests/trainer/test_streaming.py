@@ -242,3 +242,26 @@ def test_rows_stream_from_any_binary_file_object(kind):
     rows = list(iter_rows(io.BytesIO(raw), f"s3://bucket/data.{kind}", kind))
     assert [row["text"] for row, _ in rows] == texts
     assert rows[1][1].startswith(f"s3://bucket/data.{kind} ")
+
+
+@pytest.mark.slow
+def test_two_ray_workers_stream_their_own_halves_of_a_large_corpus_and_learn(monkeypatch, tmp_path):
+    """Local Ray, 2 workers, a corpus above the real in-memory limit (Ray's worker processes do
+    not see a lowered one): one worker builds the cache under its lock while the other waits,
+    each reads its own half of every epoch, and the run learns."""
+    monkeypatch.setenv(pod.TOKEN_CACHE_ENV, str(tmp_path / "token-cache"))
+    corpus = tmp_path / "corpus.jsonl"
+    write_corpus(corpus, count=130_000)
+    assert corpus.stat().st_size > data.IN_MEMORY_MAX_BYTES
+    job = gpt_job(corpus, epochs=1, batchSize=256)
+    outcome = run_job(settings_for(job, tmp_path / "run", workers=2))
+    result = outcome.result
+    [cache] = [p for p in (tmp_path / "token-cache").iterdir() if p.is_dir()]
+    index = json.loads((cache / "index.json").read_text())
+    train_blocks = sum(shard["tokens"] // 32 for shard in index["train"])  # blocks of maxSeqLength tokens
+    # Each optimizer step reads 256 blocks on each worker: together, the epoch once over.
+    assert result.step == result.total_steps == (train_blocks // 2) // 256
+    assert result.samples == result.step * 2 * 256
+    steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [s["loss"] for s in steps if s["event"] == "step" and s.get("loss") is not None]
+    assert losses[-1] < 0.5 * losses[0], losses
