@@ -124,3 +124,11 @@ def test_bad_durations_are_refused(text):
 def test_cpu_worker_fields_are_checked_against_the_gpus(job_dict, resources, expected):
     job_dict["spec"]["resources"] = resources
     assert any(p.startswith(expected) for p in problems_of(job_dict)), problems_of(job_dict)
+
+
+def test_a_null_field_is_its_default_and_an_assignment_keeps_every_field(job_dict):
+    job_dict["spec"]["checkpoint"] = {"pvc": None, "keep": None, "everySteps": 50}
+    job = parse_job(job_dict)
+    assert (job.spec.checkpoint.pvc, job.spec.checkpoint.keep) == (None, 3)
+    job.spec.checkpoint.keep = 1  # validated on assignment, with the whole object
+    assert (job.spec.checkpoint.keep, job.spec.checkpoint.pvc, job.spec.checkpoint.uri) == (1, None, None)

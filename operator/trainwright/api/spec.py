@@ -71,11 +71,15 @@ class ApiModel(BaseModel):
     @classmethod
     def _drop_null_fields(cls, data):
         """A field set to null is as if absent, as the API server sees it: none of ours is
-        nullable, so it prunes them (and applies the default). Unknown fields stay, to be refused."""
+        nullable, so it gets its default (a required one is dropped, to be reported missing).
+        The default is put in rather than the key dropped because an assignment (validated too)
+        passes the whole object here, and a dropped key would leave the object without the
+        attribute. Unknown fields stay, to be refused."""
         if not isinstance(data, dict):
             return data
-        known = {name for name, f in cls.model_fields.items()} | {f.alias for f in cls.model_fields.values() if f.alias}
-        return {k: v for k, v in data.items() if v is not None or k not in known}
+        fields = {key: f for name, f in cls.model_fields.items() for key in (name, f.alias) if key}
+        return {k: v if v is not None or k not in fields else fields[k].get_default(call_default_factory=True)
+                for k, v in data.items() if v is not None or k not in fields or not fields[k].is_required()}
 
     @model_validator(mode="before")
     @classmethod
