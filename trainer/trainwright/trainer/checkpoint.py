@@ -21,13 +21,15 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 
 from trainwright.trainer.errors import TrainerError
-from trainwright.trainer.remote_checkpoints import RemoteCheckpoints, warn
+
+if TYPE_CHECKING:
+    from trainwright.trainer.remote_checkpoints import RemoteCheckpoints
 
 # The keys of a checkpoint's state, named once (as torchtune names its own in torchtune.training).
 MODEL_KEY = "model"
@@ -108,6 +110,11 @@ def _write_synced(text: str, path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def _warn(message: str) -> None:
+    """A failed copy to or from `remote` does not stop training: the log says so."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def differing(written: dict | None, expected: dict | None) -> list[str]:
     """The parts of two job fingerprints that differ (none when either is unknown)."""
     if written is None or expected is None:
@@ -122,7 +129,7 @@ class Checkpointer:
     (`spec.checkpoint.uri`), and where a resume finds the ones this folder lacks."""
 
     def __init__(self, directory: str | Path, keep: int, fingerprint: dict[str, str] | None = None, writer: bool = True,
-                 remote: RemoteCheckpoints | None = None):
+                 remote: "RemoteCheckpoints | None" = None):
         self.directory = Path(directory)
         self.keep = keep
         self.fingerprint = fingerprint
@@ -166,7 +173,7 @@ class Checkpointer:
         _fsync_directory(self.directory)
         self._prune()
         self._copy(f"checkpoint {final.name} is not copied to", lambda: (
-            self.remote.push(final, FILES), self.remote.drop(self.remote.steps()[: -self.keep], FILES)))
+            self.remote.push(final), self.remote.drop(self.remote.steps()[: -self.keep])))
         return final
 
     def _copy(self, failure: str, action: Callable[[], object]) -> None:
@@ -176,7 +183,7 @@ class Checkpointer:
         try:
             action()
         except TrainerError as error:
-            warn(f"{failure} {self.remote.url} ({error}); training goes on with the local copy")
+            _warn(f"{failure} {self.remote.url} ({error}); training goes on with the local copy")
 
     def meta(self, path: Path) -> dict:
         try:
@@ -239,13 +246,13 @@ class Checkpointer:
         try:
             return self.remote.steps()
         except TrainerError as error:
-            warn(f"cannot list the checkpoints in {self.remote.url} ({error}); resuming from the local ones only")
+            _warn(f"cannot list the checkpoints in {self.remote.url} ({error}); resuming from the local ones only")
             return []
 
     def _pull(self, step: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            self.remote.pull(self.path(step), FILES)
+            self.remote.pull(self.path(step))
         except (TrainerError, OSError) as error:
             raise Refused(f"cannot copy it from {self.remote.url}: {error}") from None
         print(f"copied checkpoint step {step} from {self.remote.url}", file=sys.stderr, flush=True)

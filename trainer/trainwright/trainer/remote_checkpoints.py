@@ -10,14 +10,11 @@ evaluation's weights are copied the same way, so early stopping's `restoreBest` 
 """
 
 import os
-import re
 import shutil
-import sys
 from pathlib import Path
 
+from trainwright.trainer.checkpoint import FILES, PATTERN
 from trainwright.trainer.storage import Bucket
-
-STEP = re.compile(r"^step-(\d{9})$")
 
 
 class RemoteCheckpoints:
@@ -35,20 +32,20 @@ class RemoteCheckpoints:
         return f"s3://{self.bucket.name}/{self.prefix}".rstrip("/")
 
     def steps(self) -> list[int]:
-        """The steps whose copy is whole (its meta.json is there), oldest first."""
+        """The steps whose copy is whole (its last file, meta.json, is there), oldest first."""
         found = set()
         for info in self.bucket.folder(self.prefix):
             parts = info.key.removeprefix(self.prefix).strip("/").split("/")
-            if len(parts) == 2 and parts[1] == "meta.json" and (match := STEP.match(parts[0])):
+            if len(parts) == 2 and parts[1] == FILES[-1] and (match := PATTERN.match(parts[0])):
                 found.add(int(match.group(1)))
         return sorted(found)
 
-    def push(self, folder: Path, files: tuple[str, ...]) -> None:
-        """Copy ``files`` of the checkpoint ``folder`` in that order (the last one marks it whole)."""
-        for name in files:
+    def push(self, folder: Path) -> None:
+        """Copy the checkpoint ``folder``'s files in the order they were written (the last marks it whole)."""
+        for name in FILES:
             self.bucket.upload(folder / name, self._key(folder.name, name))
 
-    def pull(self, step_folder: Path, files: tuple[str, ...]) -> None:
+    def pull(self, step_folder: Path) -> None:
         """Copy the remote step into ``step_folder``: into a temporary folder (checkpoint.py's
         prefix, so a killed pull is cleaned up like a killed write), then renamed. Another rank
         that pulled the same step first wins; this copy is dropped."""
@@ -56,7 +53,7 @@ class RemoteCheckpoints:
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
         try:
-            for name in files:
+            for name in FILES:
                 info = self.bucket.head(self._key(step_folder.name, name))
                 if info is not None:  # a missing file is the torn copy checkpoint.py refuses
                     self.bucket.download(info, temporary / name)
@@ -68,10 +65,10 @@ class RemoteCheckpoints:
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
 
-    def drop(self, steps: list[int], files: tuple[str, ...]) -> None:
+    def drop(self, steps: list[int]) -> None:
         """Delete these steps' copies (meta.json first: a copy half deleted is a torn one)."""
         for step in steps:
-            self.bucket.delete([self._key(f"step-{step:09d}", name) for name in reversed(files)])
+            self.bucket.delete([self._key(f"step-{step:09d}", name) for name in reversed(FILES)])
 
     def push_file(self, path: Path) -> None:
         self.bucket.upload(path, self._key(path.name))
@@ -86,7 +83,3 @@ class RemoteCheckpoints:
     def drop_file(self, name: str) -> None:
         self.bucket.delete([self._key(name)])
 
-
-def warn(message: str) -> None:
-    """A failed copy does not stop training: the local checkpoint stands, and the log says so."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
