@@ -274,14 +274,29 @@ def test_suspend_removes_the_pods_and_resume_continues_from_the_checkpoint(real_
     assert steps == sorted(steps) and steps[-1] == status["progress"]["totalSteps"], steps
 
 
+def object_storage(cluster, node_s3) -> dict:
+    """The Secret of the node's S3 server's keys in the jobs' namespace, and the spec.objectStorage naming it."""
+    from devcluster.node import NODE_IP
+
+    apply(cluster, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": JOBS_NS},
+                    "stringData": {"AWS_ACCESS_KEY_ID": node_s3.access_key, "AWS_SECRET_ACCESS_KEY": node_s3.secret_key}})
+    return {"secret": "s3-creds", "endpoint": f"http://{NODE_IP}:{node_s3.port}"}
+
+
+def data_position(claim_dir, name: str, step: int) -> tuple[int, int]:
+    """(epoch, position) kept in the job's checkpoint of ``step`` on the claim."""
+    import torch
+
+    state = torch.load(claim_dir / name / "checkpoints" / f"step-{step:09d}" / "state.pt", map_location="cpu",
+                       weights_only=False)
+    return state["progress"]["epoch"], state["progress"]["position"]
+
+
 def test_a_scratch_job_streams_its_corpus_from_s3_and_resumes_mid_epoch_after_its_pod_is_deleted(
         real_cluster, jobs_namespace, node_s3):
     """A corpus above the in-memory limit, in a bucket on a real S3 server the pod reaches over
     the node's network: the trainer tokenises it once into the token cache on the claim, streams
     it, and the replacement pod finds the cache and goes on at the checkpoint's data position."""
-    import torch
-
-    from devcluster.node import NODE_IP
     from trainwright.trainer.demo import builtin_records
 
     cluster = real_cluster
@@ -289,10 +304,8 @@ def test_a_scratch_job_streams_its_corpus_from_s3_and_resumes_mid_epoch_after_it
     corpus = "".join(json.dumps(r) + "\n" for r in builtin_records("patterns", 100_000)).encode()
     node_s3.create_bucket("corpus")
     source = node_s3.put("corpus", "patterns.jsonl", corpus)
-    apply(cluster, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": JOBS_NS},
-                    "stringData": {"AWS_ACCESS_KEY_ID": node_s3.access_key, "AWS_SECRET_ACCESS_KEY": node_s3.secret_key}})
     job = training_job(name, "scratch", SCRATCH_MODEL, source, training={"epochs": 1, "batchSize": 128},
-                       objectStorage={"secret": "s3-creds", "endpoint": f"http://{NODE_IP}:{node_s3.port}"})
+                       objectStorage=object_storage(cluster, node_s3))
     job["spec"]["checkpoint"].update(everySteps=100, keep=20)
     apply(cluster, job)
     first_checkpoint = wait_for_checkpoint(cluster, name)
@@ -313,9 +326,7 @@ def test_a_scratch_job_streams_its_corpus_from_s3_and_resumes_mid_epoch_after_it
     assert first_checkpoint <= resumed < status["progress"]["totalSteps"], (resumed, status["progress"])
     # The checkpoint it resumed from holds the data position: in the middle of the first epoch,
     # exactly the samples its steps read, so the second pod neither repeats nor skips one.
-    state = torch.load(jobs_namespace["ckpt"] / name / "checkpoints" / f"step-{resumed:09d}" / "state.pt",
-                       map_location="cpu", weights_only=False)
-    assert (state["progress"]["epoch"], state["progress"]["position"]) == (0, resumed * 128), state["progress"]
+    assert data_position(jobs_namespace["ckpt"], name, resumed) == (0, resumed * 128)
     steps = step_events(jobs_namespace["ckpt"], name)
     assert steps == sorted(steps) and steps[-1] == status["progress"]["totalSteps"], steps
     print(f"s3 corpus {len(corpus) / 1e6:.1f} MB; first pod's memory cgroup: {memory}; resumed at step {resumed} "
@@ -329,9 +340,6 @@ def test_a_corpus_larger_than_the_pods_memory_streams_from_s3_and_resumes_mid_ep
     data position. The epoch is long (hours on this node): the job is deleted once the
     replacement has checkpointed past where it resumed. Measured on the 2-core node: the pod's
     anonymous memory stays near 560-590 MB while the page cache fills the rest of its limit."""
-    import torch
-
-    from devcluster.node import NODE_IP
     from trainwright.trainer.demo import builtin_records
 
     cluster = real_cluster
@@ -347,11 +355,9 @@ def test_a_corpus_larger_than_the_pods_memory_streams_from_s3_and_resumes_mid_ep
     node_s3.create_bucket("large")
     source = node_s3.put("large", "patterns.jsonl", corpus)
     corpus.unlink()
-    apply(cluster, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": JOBS_NS},
-                    "stringData": {"AWS_ACCESS_KEY_ID": node_s3.access_key, "AWS_SECRET_ACCESS_KEY": node_s3.secret_key}})
     job = training_job(name, "scratch", SCRATCH_MODEL, source, resources={"memoryPerWorker": "768Mi"},
                        training={"epochs": 1, "batchSize": 16},
-                       objectStorage={"secret": "s3-creds", "endpoint": f"http://{NODE_IP}:{node_s3.port}"})
+                       objectStorage=object_storage(cluster, node_s3))
     job["spec"]["checkpoint"].update(everySteps=100, keep=20)
     began = time.monotonic()
     apply(cluster, job)
@@ -382,9 +388,7 @@ def test_a_corpus_larger_than_the_pods_memory_streams_from_s3_and_resumes_mid_ep
     assert "tokenised" in streamed and f"{size:,} bytes >" in streamed, first_log[-3000:]
     assert any("found in the cache, nothing tokenised" in ln for ln in second_log.splitlines()), second_log[-3000:]
     assert status["restarts"] == 1 and status["phase"] == "Running", status  # the delete; never an OOM kill
-    state = torch.load(jobs_namespace["ckpt"] / name / "checkpoints" / f"step-{resumed:09d}" / "state.pt",
-                       map_location="cpu", weights_only=False)
-    assert first_checkpoint <= resumed and (state["progress"]["epoch"], state["progress"]["position"]) == (0, resumed * 16)
+    assert first_checkpoint <= resumed and data_position(jobs_namespace["ckpt"], name, resumed) == (0, resumed * 16)
     steps = step_events(jobs_namespace["ckpt"], name)
     assert steps == sorted(steps) and steps[-1] > resumed, steps
     print(f"corpus {size / 2**20:,.0f} MiB in s3, pod limit {limit / 2**20:.0f} MiB; first checkpoint {to_first_checkpoint:.0f} s "

@@ -15,6 +15,14 @@ from trainer_helpers import TINY_CLASSIFIER, make_job, settings_for  # noqa: E40
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """The variables a trainer pod gets from the operator (Secret keys, endpoint, region)."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return s3_server.env()
+
+
 @pytest.fixture(scope="session")
 def base_model(tmp_path_factory):
     """A small classifier trained (briefly) on demo task A, saved with save_pretrained under a fake PVC root."""

@@ -39,14 +39,6 @@ def bucket(s3_server):
     return name
 
 
-@pytest.fixture
-def s3_env(s3_server, monkeypatch):
-    """The variables a trainer pod gets from the operator (Secret keys, endpoint, region)."""
-    for key, value in s3_server.env().items():
-        monkeypatch.setenv(key, value)
-    return s3_server.env()
-
-
 def source(text: str, field: str = DATASET):
     return resolve_source(text, ".", field)
 

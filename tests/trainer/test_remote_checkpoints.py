@@ -42,13 +42,6 @@ def bucket(s3_server):
     return s3_server.create_bucket("checkpoints")
 
 
-@pytest.fixture
-def s3_env(s3_server, monkeypatch):
-    for key, value in s3_server.env().items():
-        monkeypatch.setenv(key, value)
-    return s3_server.env()
-
-
 def test_a_run_stopped_on_one_machine_resumes_on_another_from_the_s3_copy(bucket, s3_server, s3_env, tmp_path):
     reference = tmp_path / "reference"
     run_job(settings_for(job_with_uri(f"s3://{bucket}/reference"), reference))
