@@ -1,14 +1,22 @@
-"""How close the plan and the running projection come to what a run measures, on this CPU.
+"""How close the plan and the running projection come to what a run measures: on this CPU, or
+on real pods under the chart's operator.
 
-Each round: a calibration job (A) runs through the same path as `trainwright run` and leaves its
-record; then a second job (B) of a different size and data volume, in the same size class, is
-planned twice, with the FLOPs formula only and calibrated from the records so far, and run. The
-plan's time is compared with B's measured wall time, and the cost projected at 25% of B's steps
-(as the operator projects it: cost accrued so far plus the trainer's reported time left on the
-same devices) with B's final cost. Errors are |estimate - measured| / measured; medians over
-the rounds. Targets: calibrated time within 30%; projected cost at 25% within 15%.
+Each round: a calibration job (A) runs and leaves its record; then a second job (B) of a
+different size and data volume, in the same size class, is planned twice, with the FLOPs formula
+only and calibrated from the records so far, and run. The plan's time is compared with B's
+measured wall time, and the cost projected at 25% of B's steps (as the operator projects it:
+cost accrued so far plus the trainer's reported time left on the same devices) with B's final
+cost. Errors are |estimate - measured| / measured; medians over the rounds. Targets: calibrated
+time within 30%; projected cost at 25% within 15%.
 
-    .venv/bin/python bench/plan_accuracy.py [--rounds 3] [--threads 2]
+On this CPU (the default) A and B run through the same path as `trainwright run`, and only A's
+runs calibrate. With `--real-pods` they are TrainingJobs on the real node (hack/devcluster),
+launched by the chart's operator, which keeps every finished job's record in its ConfigMap and
+plans each B from it, as on any cluster; since every B is recorded too, each round's B is a
+different size (B of round r is planned from the A and B runs before it, never from itself).
+B's wall time is its status's startTime to completionTime: pod start-up, image and all.
+
+    .venv/bin/python bench/plan_accuracy.py [--rounds 3] [--threads 2] [--real-pods]
 """
 
 from __future__ import annotations
@@ -18,15 +26,16 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from trainwright.api import parse_job
+from trainwright.api.status import Plan
 from trainwright.controller.projection import project
 from trainwright.planner import Calibration, default_catalog, plan_job
 from trainwright.planner.catalog import CPU
 
+ROOT = Path(__file__).resolve().parents[1]
 CATALOG = default_catalog()
 PRICE = CATALOG.get(CPU).price_per_hour
 TIME_TARGET, PROJECTION_TARGET, PROJECT_AT = 0.30, 0.15, 0.25
@@ -71,52 +80,142 @@ def projection_error(output: Path, wall_seconds: float) -> float:
     return abs(projection.cost_usd - final) / final
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    args = parser.parse_args()
+def error(estimate: float, measured: float) -> float:
+    return abs(estimate - measured) / measured
+
+
+def cpu_rounds(rounds: int, threads: int) -> list[dict]:
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     work = Path(tempfile.mkdtemp(prefix="trainwright-plan-accuracy-"))
     second = parse_job(SECOND_JOB).spec
     calibration = Calibration()
     rows = []
-    for round_ in range(args.rounds):
+    for round_ in range(rounds):
         _, record = run(CALIBRATION_JOB, work / f"a{round_}")
         calibration = calibration.add(record)
         formula = plan_job(second, CATALOG)
         calibrated = plan_job(second, CATALOG, calibration=calibration)
-        began = time.perf_counter()
         outcome, _ = run(SECOND_JOB, work / f"b{round_}")
-        measured = outcome.wall_seconds
-        row = {"measured": measured, "formula": formula.estimatedSeconds, "calibrated": calibrated.estimatedSeconds,
-               "formula_error": abs(formula.estimatedSeconds - measured) / measured,
-               "calibrated_error": abs(calibrated.estimatedSeconds - measured) / measured,
-               "projection_error": projection_error(work / f"b{round_}", measured), "basis": calibrated.estimateBasis}
-        rows.append(row)
-        print(f"round {round_ + 1}: B measured {measured:.1f}s (bench wall {time.perf_counter() - began:.1f}s); "
-              f"formula {row['formula']:.1f}s ({row['formula_error']:.0%} off), calibrated {row['calibrated']:.1f}s "
-              f"({row['calibrated_error']:.0%} off; {row['basis']}); projected cost at {PROJECT_AT:.0%} of steps "
-              f"{row['projection_error']:.1%} off the final", flush=True)
+        rows.append(row(round_, formula.estimatedSeconds, calibrated, outcome.wall_seconds,
+                        projection_error(work / f"b{round_}", outcome.wall_seconds)))
+    return rows
+
+
+def row(round_: int, formula_seconds: float, calibrated, measured: float, projection: float) -> dict:
+    """One round's errors, printed as they come."""
+    result = {"formula_error": error(formula_seconds, measured),
+              "calibrated_error": error(calibrated.estimatedSeconds, measured), "projection_error": projection}
+    print(f"round {round_ + 1}: B measured {measured:.1f}s; formula {formula_seconds:.1f}s "
+          f"({result['formula_error']:.0%} off), calibrated {calibrated.estimatedSeconds:.1f}s "
+          f"({result['calibrated_error']:.0%} off; {calibrated.estimateBasis}); projected cost at {PROJECT_AT:.0%} "
+          f"of steps {projection:.1%} off the final", flush=True)
+    return result
+
+
+# --------------------------------------------------------------------------- real pods
+
+SYSTEM_NS, JOBS_NS, RELEASE = "tw-system", "tw-bench", "trainwright"
+# Every finished B calibrates the next plan too, so each round's B has its own size (all 1e6+).
+POD_SECOND_JOBS = [SECOND_JOB, job("second-2", layers=5, hidden=224, samples=2500, epochs=2),
+                   job("second-3", layers=4, hidden=288, samples=2000, epochs=3)]
+
+
+def on_pods(document: dict, name: str) -> dict:
+    """The job as a TrainingJob for the 2-core node: one pod, whole cores unlimited (as on this
+    CPU: torch takes both), memory to spare."""
+    spec = {**document["spec"], "resources": {"gpus": 0, "cpusPerWorker": 1, "memoryPerWorker": "3Gi"}}
+    return {**document, "metadata": {"name": name, "namespace": JOBS_NS}, "spec": spec}
+
+
+def pod_rounds(rounds: int) -> list[dict]:
+    sys.path.insert(0, str(ROOT / "hack"))
+    from devcluster import wait_for
+    from devcluster.node import RealNodeCluster
+
+    cluster = RealNodeCluster(images=("operator", "trainer"))
+    cluster.start()
+    try:
+        print(f"real node up; helm install to a Ready operator "
+              f"{cluster.install_chart(ROOT / 'charts' / 'trainwright', RELEASE, SYSTEM_NS):.1f}s", flush=True)
+        cluster.restricted_namespace(JOBS_NS)
+
+        def status(name: str) -> dict:
+            found = cluster.kubectl_run("get", "trainingjob", name, "-n", JOBS_NS, "-o", "json")
+            return (json.loads(found.stdout).get("status") or {}) if found.returncode == 0 else {}
+
+        def finish(name: str, observe=lambda status: None) -> dict:
+            def done() -> dict | None:
+                now = status(name)
+                observe(now)
+                if now.get("phase") in ("Failed", "BudgetExceeded"):
+                    raise RuntimeError(f"{name} is {now['phase']}: {now.get('conditions')}")
+                return now if now.get("phase") == "Succeeded" else None
+            return wait_for(done, timeout=900, interval=0.5, message=f"{name} Succeeded")
+
+        def recorded() -> int:
+            found = cluster.kubectl_run("get", "configmap", "trainwright-calibration", "-n", SYSTEM_NS, "-o", "json")
+            return len(json.loads(json.loads(found.stdout)["data"]["runs.json"])["runs"]) if found.returncode == 0 else 0
+
+        rows = []
+        for round_ in range(rounds):
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(on_pods(CALIBRATION_JOB, f"a{round_}")))
+            finish(f"a{round_}")
+            wait_for(lambda: recorded() == 2 * round_ + 1, timeout=60, message="A's record in the ConfigMap")
+            second = on_pods(POD_SECOND_JOBS[round_ % len(POD_SECOND_JOBS)], f"b{round_}")
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(second))
+            plan = Plan.model_validate(wait_for(lambda: status(f"b{round_}").get("plan"), timeout=60, message="B's plan"))
+            projected: list[float] = []
+
+            def at_quarter(now: dict) -> None:
+                progress, start = now.get("progress") or {}, now.get("startTime")
+                if not projected and start and (progress.get("ratio") or 0) >= PROJECT_AT:
+                    at, began = datetime.now(timezone.utc), datetime.fromisoformat(start.replace("Z", "+00:00"))
+                    accrued = (at - began).total_seconds() * PRICE / 3600
+                    projected.append(project(progress, accrued, 1, PRICE, began, at).cost_usd)
+
+            final = finish(f"b{round_}", at_quarter)
+            measured = (datetime.fromisoformat(final["completionTime"].replace("Z", "+00:00"))
+                        - datetime.fromisoformat(final["startTime"].replace("Z", "+00:00"))).total_seconds()
+            formula = plan_job(parse_job(second).spec, CATALOG)
+            rows.append(row(round_, formula.estimatedSeconds, plan, measured,
+                            error(projected[0], final["cost"]["usd"]) if projected else float("nan")))
+            wait_for(lambda: recorded() == 2 * round_ + 2, timeout=60, message="B's record in the ConfigMap")
+        return rows
+    finally:
+        cluster.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (this CPU only)")
+    parser.add_argument("--real-pods", action="store_true", help="TrainingJobs on the real node, under the chart")
+    args = parser.parse_args()
+    rows = pod_rounds(args.rounds) if args.real_pods else cpu_rounds(args.rounds, args.threads)
 
     def median(key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
-    print(f"\n{args.rounds} rounds, medians. Calibration job A: {CALIBRATION_JOB['spec']['model']['architecture']}, "
-          f"{CALIBRATION_JOB['spec']['dataset']['samples']} samples x {CALIBRATION_JOB['spec']['training']['epochs']} epoch; "
-          f"job B: {SECOND_JOB['spec']['model']['architecture']}, {SECOND_JOB['spec']['dataset']['samples']} samples x "
-          f"{SECOND_JOB['spec']['training']['epochs']} epochs")
+    seconds = POD_SECOND_JOBS[:args.rounds] if args.real_pods else [SECOND_JOB]
+    print(f"\n{args.rounds} rounds{' on real pods' if args.real_pods else ''}, medians. Calibration job A: "
+          f"{describe(CALIBRATION_JOB)}; job B: {'; '.join(describe(b) for b in seconds)}")
     checks = [("estimated time, calibrated", median("calibrated_error"), TIME_TARGET),
               ("estimated time, FLOPs formula only (for comparison)", median("formula_error"), None),
               (f"projected cost at {PROJECT_AT:.0%} progress", median("projection_error"), PROJECTION_TARGET)]
     failed = False
-    for name, error, target in checks:
-        verdict = "" if target is None else f" (target <= {target:.0%}: {'PASS' if error <= target else 'FAIL'})"
-        failed |= target is not None and error > target
-        print(f"{name}: {error:.1%} off the measured{verdict}")
+    for name, error_, target in checks:
+        verdict = "" if target is None else f" (target <= {target:.0%}: {'PASS' if error_ <= target else 'FAIL'})"
+        failed |= target is not None and error_ > target
+        print(f"{name}: {error_:.1%} off the measured{verdict}")
     return 1 if failed else 0
+
+
+def describe(document: dict) -> str:
+    spec = document["spec"]
+    shape = {k: spec["model"]["architecture"][k] for k in ("layers", "hidden")}
+    return f"{shape}, {spec['dataset']['samples']} samples x {spec['training']['epochs']} epochs"
 
 
 if __name__ == "__main__":

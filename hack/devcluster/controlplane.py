@@ -73,6 +73,8 @@ ANN_DURATION = "trainwright.dev/kwok-duration"
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
+# Pod Security admission's strictest level, as the chart's users run it.
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}
 GPU_RESOURCE = "nvidia.com/gpu"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -785,6 +787,14 @@ class ControlPlane:
     def helm(self, *args: str, check: bool = True, timeout: float = 120) -> str:
         """Run helm against the cluster; returns stdout."""
         return self._tool("helm", args, check, None, timeout, None).stdout
+
+    def restricted_namespace(self, name: str) -> None:
+        """A namespace enforcing the restricted Pod Security Standard, once its default
+        ServiceAccount exists (pods created before it are refused)."""
+        self.kubectl("apply", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": RESTRICTED}}))
+        wait_for(lambda: self.kubectl_run("get", "serviceaccount", "default", "-n", name).returncode == 0,
+                 timeout=30, message=f"the default ServiceAccount in {name}")
 
     def service_account_kubeconfig(self, name: str, namespace: str = "default", *, create: bool = True,
                                    expiration_seconds: int = 3600) -> Path:

@@ -29,18 +29,12 @@ SYSTEM_NS = "tw-chart-system"
 JOBS_NS = "tw-chart-jobs"
 EXAMPLE = ROOT / "examples" / "fine-tune.yaml"
 JOB_LABEL = "trainwright.dev/job"
-RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}
 # Rendered only: this cluster has no Prometheus Operator CRDs, so Prometheus loads the groups directly.
 MONITORING_VALUES = ["--set", "prometheusRule.enabled=true"]
 
 
 def kget(cp, *args: str) -> dict:
     return json.loads(cp.kubectl("get", *args, "-o", "json"))
-
-
-def restricted_namespace(cp, name: str) -> None:
-    cp.kubectl("apply", "-f", "-", input=json.dumps(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": RESTRICTED}}))
 
 
 def dry_run_pod(cp, namespace: str, name: str, template: dict) -> subprocess.CompletedProcess[str]:
@@ -70,7 +64,7 @@ def pv_and_claim(name: str, namespace: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def release(control_plane):
-    restricted_namespace(control_plane, SYSTEM_NS)
+    control_plane.restricted_namespace(SYSTEM_NS)
     output = control_plane.helm("install", RELEASE, str(CHART), "--namespace", SYSTEM_NS, timeout=180)
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.trainwright.dev")
     deployment = kget(control_plane, "deployment", RELEASE, "-n", SYSTEM_NS)
@@ -122,7 +116,7 @@ def finished_job(control_plane, operator, prometheus):
     """examples/fine-tune.yaml applied in a restricted namespace and run to Succeeded."""
     cp = control_plane
     started = time.time()
-    restricted_namespace(cp, JOBS_NS)
+    cp.restricted_namespace(JOBS_NS)
     job = yaml.safe_load(EXAMPLE.read_text())
     name = job["metadata"]["name"]
     claims = {job["spec"]["checkpoint"]["pvc"], job["spec"]["dataset"]["source"].removeprefix("pvc://").split("/")[0]}

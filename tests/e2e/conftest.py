@@ -13,14 +13,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from devcluster import wait_for
+from devcluster.controlplane import RESTRICTED
 from devcluster.node import RealNodeCluster, missing_node_parts
-from e2ekit import CLAIMS, JOBS_NS, RAY_NS, RELEASE, RESTRICTED, SYSTEM_NS, apply, kget, restricted_namespace
+from e2ekit import CLAIMS, JOBS_NS, RAY_NS, RELEASE, SYSTEM_NS, apply, kget
 
 # The chart tier's Prometheus runner and its tool lookup, shared rather than copied.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
@@ -66,18 +66,9 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def release(real_cluster):
     """The chart, installed with the images built from this tree; the Deployment Ready by its probes."""
-    cluster = real_cluster
-    restricted_namespace(cluster, SYSTEM_NS)
-    operator_image, trainer_image = cluster.image_set["operator"], cluster.image_set["trainer"]
-    t0 = time.monotonic()
-    cluster.helm("install", RELEASE, str(CHART), "--namespace", SYSTEM_NS,
-                 "--set", f"image.repository={operator_image.ref.rsplit(':', 1)[0]}", "--set", f"image.tag={operator_image.key}",
-                 "--set", "image.pullPolicy=Never",
-                 "--set", f"trainerImage.repository={trainer_image.ref.rsplit(':', 1)[0]}",
-                 "--set", f"trainerImage.tag={trainer_image.key}", timeout=180)
-    cluster.kubectl("rollout", "status", f"deployment/{RELEASE}", "-n", SYSTEM_NS, "--timeout=180s", timeout=200)
-    print(f"helm install to a Ready operator: {time.monotonic() - t0:.1f}s")
-    return kget(cluster, "deployment", RELEASE, "-n", SYSTEM_NS)
+    seconds = real_cluster.install_chart(CHART, RELEASE, SYSTEM_NS)
+    print(f"helm install to a Ready operator: {seconds:.1f}s")
+    return kget(real_cluster, "deployment", RELEASE, "-n", SYSTEM_NS)
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +133,7 @@ def jobs_namespace(real_cluster, release, base_model) -> dict[str, Path]:
     from trainwright.trainer.demo import builtin_records
 
     cluster = real_cluster
-    restricted_namespace(cluster, JOBS_NS)
+    cluster.restricted_namespace(JOBS_NS)
     dirs = {claim: cluster.make_claim(JOBS_NS, claim) for claim in CLAIMS}
     wait_for(lambda: all(kget(cluster, "pvc", c, "-n", JOBS_NS)["status"].get("phase") == "Bound" for c in CLAIMS),
              timeout=60, message="the e2e claims Bound")

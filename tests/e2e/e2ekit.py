@@ -13,7 +13,6 @@ SYSTEM_NS = "tw-system"
 JOBS_NS = "tw-e2e"
 RAY_NS = "kuberay-system"
 RELEASE = "trainwright"
-RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}
 CLAIMS = ("data", "models", "ckpt")
 FINISHED = ("Succeeded", "Failed", "BudgetExceeded")
 
@@ -25,12 +24,6 @@ def kget(cluster, *args: str) -> dict:
 def apply(cluster, *documents: dict, namespace: str | None = None) -> None:
     ns = ["-n", namespace] if namespace else []
     cluster.kubectl("apply", *ns, "-f", "-", input="\n---\n".join(json.dumps(d) for d in documents))
-
-
-def restricted_namespace(cluster, name: str) -> None:
-    apply(cluster, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": RESTRICTED}})
-    wait_for(lambda: cluster.kubectl_run("get", "serviceaccount", "default", "-n", name).returncode == 0,
-             timeout=30, message=f"the default ServiceAccount in {name}")
 
 
 # --------------------------------------------------------------------------- jobs

@@ -488,6 +488,7 @@ def test_a_finished_job_calibrates_the_plan_of_a_larger_one_on_real_pods(real_cl
           f"({abs(plan['estimatedSeconds'] - measured) / measured:.0%} off; {plan['estimateBasis']}); "
           f"cost projected at 25% of steps ${projected:.6f} against ${status['cost']['usd']:.6f} "
           f"({abs(projected - status['cost']['usd']) / status['cost']['usd']:.0%} off)")
+    print(f"calibrating run: {runs}\nmeasured run: steps {status['progress'].get('stepSeconds')}s of {measured:.1f}s")
     assert status["cost"].get("projectedUSD") is None  # a finished job shows no projection
 
 
