@@ -6,7 +6,7 @@ import pytest
 
 from trainwright.api import parse_job
 from trainwright.controller.observe import batch_job_state, pods_usage, ray_job_state, waiting_reason
-from trainwright.controller.reconcile import LauncherState, Observed, reconcile, rfc3339
+from trainwright.controller.reconcile import LauncherState, Observed, fields_to_write, reconcile, rfc3339
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
 PRICE = 3.6  # dollars per device-hour: 0.001 per second
@@ -85,6 +85,20 @@ def test_a_deleted_pod_counts_with_its_final_seconds_when_the_watch_brought_them
     # a pod that came and went between two reconciles still counts
     brief = Observed(LauncherState(exists=True, uid="u1", active=1), 1, {"p2": 6}, NOW, gone_seconds={"p3": 2})
     assert reconcile(spec, second.status, brief, PRICE).status["cost"]["gpuSeconds"] == 55
+
+
+def test_a_pod_that_has_not_started_is_not_worth_a_status_write_until_it_holds_money(job_dict):
+    spec = spec_of(job_dict)
+    launched = reconcile(spec, {"phase": "Pending"}, observe(), PRICE).status
+    pending_pod = Observed(LauncherState(exists=True, uid="u1", active=1), 0, {"p1": 0.0}, NOW + timedelta(seconds=1))
+    assert fields_to_write(launched, reconcile(spec, launched, pending_pod, PRICE).status, pending_pod.now) == {}
+    running = observe(running=1, seconds=2, now=NOW + timedelta(seconds=3))
+    fields = fields_to_write(launched, reconcile(spec, launched, running, PRICE).status, running.now)
+    assert fields["phase"] == "Running" and fields["cost"]["pods"] == [{"uid": "p1", "seconds": 2}]
+    # a pod gone with its seconds is settled at once, whatever else changed
+    gone = Observed(LauncherState(exists=True, uid="u1", active=1), 0, {}, NOW + timedelta(seconds=4), gone_seconds={"p1": 2.5})
+    after = {**launched, **fields}
+    assert fields_to_write(after, reconcile(spec, after, gone, PRICE).status, gone.now)["cost"]["settledGpuSeconds"] == 2.5
 
 
 def test_deadline_stops_the_job(job_dict):

@@ -318,17 +318,23 @@ def fields_to_write(old: dict, new: dict, now: datetime) -> dict:
 
 def cost_write_due(old: dict | None, new: dict, now: datetime) -> bool:
     """Whether a cost-only change is worth a write: rarely while only the running total grows
-    (every job's status every few seconds would load the API server), at once otherwise."""
+    (every job's status every few seconds would load the API server), at once otherwise. A pod
+    that has not started holds no money yet: it is written with the first seconds it has (a
+    burst of jobs would otherwise write each job's status once more, for a zero)."""
     old = dict(old or {})
     growing = ("gpuSeconds", "usd", "updatedAt", "pods", *PROJECTED_KEYS)  # pods: only their seconds grow
     if {k: v for k, v in new.items() if k not in growing} != {k: v for k, v in old.items() if k not in growing} \
-            or {p["uid"] for p in new.get("pods") or []} != {p["uid"] for p in old.get("pods") or []} \
+            or _pods_holding_money(new) != _pods_holding_money(old) \
             or _projected(new) != _projected(old):  # a projection appears or goes: at once
         return True
     if new.get("gpuSeconds") == old.get("gpuSeconds"):
         return False
     last = parse_time(old.get("updatedAt"))
     return last is None or (now - last).total_seconds() >= ACCRUAL_SECONDS
+
+
+def _pods_holding_money(cost: dict) -> set[str]:
+    return {p["uid"] for p in cost.get("pods") or [] if p["seconds"] > 0}
 
 
 def _projected(cost: dict) -> bool:
