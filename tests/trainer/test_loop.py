@@ -1,12 +1,13 @@
 """Loop semantics: gradient accumulation, early stopping, causal-lm through LoRA and hybrid, built-ins."""
 
+import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from trainer_helpers import TINY_GPT, Evaluations, make_job, settings_for
 from trainwright.trainer.data import TokenizedSet
 from trainwright.trainer.checkpoint import Checkpointer
-from trainwright.trainer.loop import LoopConfig, evaluate, train
+from trainwright.trainer.loop import FORWARD_SHARE, LoopConfig, evaluate, seconds_left, train
 from trainwright.trainer.models import BuiltModel
 from trainwright.trainer.runner import run_job
 
@@ -88,3 +89,30 @@ def test_builtin_models_fine_tune(tmp_path):
                    {"source": "builtin:living", "samples": 200}, {"epochs": 1, "learningRate": 1e-3})
     outcome = run_job(settings_for(job, tmp_path))
     assert outcome.result.step == 10 and (tmp_path / "model" / "config.json").exists()
+
+
+def test_the_eta_counts_the_evaluations_still_to_come():
+    # 10 steps of 2 s and 3 evaluations left: before any was measured, each is a forward pass over
+    # 320 validation samples at 32 samples a step, a third of a step's work; after, the measured one
+    assert seconds_left(10, 2.0, 3, None, 320, 32) == 20 + 3 * (10 * 2.0 * FORWARD_SHARE)
+    assert seconds_left(10, 2.0, 3, 1.5, 320, 32) == 20 + 3 * 1.5
+    assert seconds_left(10, 2.0, 0, None, 320, 32) == 20
+
+
+def test_a_run_reports_an_eta_that_includes_its_evaluations_until_the_last_is_done():
+    generator = torch.Generator().manual_seed(2)
+    sequences = torch.randint(5, 64, (320, 12), generator=generator).tolist()
+    labelled = [s[0] % 2 for s in sequences]
+    train_set = TokenizedSet(sequences[:64], labelled[:64], pad_id=0, task="sequence-classification")
+    validation = TokenizedSet(sequences[64:], labelled[64:], pad_id=0, task="sequence-classification")
+    config = LoopConfig(task="sequence-classification", epochs=2, batch_size=16, lr=1e-3, log_every=1)
+    reports = Evaluations()
+    result = train(BuiltModel(no_dropout_classifier(), None, 32), train_set, validation, config, device=CPU,
+                   reporter=reports, num_labels=2)
+    assert result.step == 8 and len(reports.seen) == 2
+    first, last_step, final = reports.progress[0], reports.progress[-2], reports.progress[-1]
+    step_seconds = 16 / first.samplesPerSecond
+    # two evaluations of 256 samples still to come, none measured yet
+    assert first.etaSeconds == pytest.approx((8 - first.step) * step_seconds + 2 * 256 / 16 * step_seconds * FORWARD_SHARE)
+    assert last_step.step == 8 and last_step.etaSeconds > 0  # the last evaluation is still to come
+    assert final.step == 8 and final.etaSeconds == 0

@@ -34,12 +34,16 @@ def settings_for(job: TrainingJob, output, workers: int = 1, pvc_root=".", repor
 
 
 class Evaluations:
-    """A reporter that keeps each evaluation's metrics, in order."""
+    """A reporter that keeps each evaluation's metrics and each step report, in order."""
 
     def __init__(self):
         self.seen: list[dict] = []
 
-    def on_step(self, progress): pass
+        self.progress: list = []  # every step report, in order
+
+    def on_step(self, progress):
+        self.progress.append(progress)
+
     def on_checkpoint(self, step, path): pass
     def close(self): pass
 

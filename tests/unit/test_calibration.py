@@ -48,6 +48,23 @@ def test_runs_of_the_same_kind_calibrate_the_plan(job_dict):
     assert plan.estimateBasis.startswith("calibrated from 3 runs of fine-tune on nvidia-h100 at 1e7+ parameters: 20.0%")
 
 
+def test_runs_of_different_sizes_are_read_at_the_planned_size_and_never_beyond_the_sizes_measured():
+    # 10M at 10%, 40M at 20%: utilisation doubles as size quadruples (slope 1/2 in log-log)
+    calibration = Calibration([a_run(parameters=10_000_000, utilization=0.1), a_run(parameters=40_000_000, utilization=0.2)])
+    assert calibration.fit("nvidia-h100", "fine-tune", 20_000_000).utilization == pytest.approx(0.1 * 2 ** 0.5)
+    assert calibration.fit("nvidia-h100", "fine-tune", 90_000_000).utilization == pytest.approx(0.2)
+    assert calibration.fit("nvidia-h100", "fine-tune", 10_000_000).describe().endswith(
+        "10.0% utilisation (fitted to size over 2 sizes), 90 s overhead")
+
+
+def test_one_odd_run_moves_the_size_fit_little():
+    on_the_line = [a_run(parameters=n, utilization=0.1 * (n / 10_000_000) ** 0.5)
+                   for n in (10_000_000, 20_000_000, 40_000_000, 60_000_000, 80_000_000)]
+    odd = a_run(parameters=30_000_000, utilization=0.9)  # a run on a machine that lied about its speed
+    fitted = Calibration([*on_the_line, odd]).fit("nvidia-h100", "fine-tune", 50_000_000).utilization
+    assert fitted == pytest.approx(0.1 * 5 ** 0.5, rel=0.1)
+
+
 @pytest.mark.parametrize("other", [{"strategy": "scratch"}, {"gpu": "nvidia-l4"}, {"parameters": 500_000_000}])
 def test_runs_of_another_kind_do_not_calibrate(job_dict, other):
     plan = plan_job(spec_of(job_dict), CATALOG, calibration=Calibration([a_run(**other)]))

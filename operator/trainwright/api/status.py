@@ -40,7 +40,7 @@ class Progress(ApiModel):
     ratio: float | None = Field(None, ge=0, le=1, description="step / totalSteps.")
     loss: float | None = Field(None, description="Recent training loss.")
     samplesPerSecond: float | None = Field(None, ge=0, description="Training throughput over all workers.")
-    etaSeconds: float | None = Field(None, ge=0, description="Estimated seconds left.")
+    etaSeconds: float | None = Field(None, ge=0, description="Estimated seconds left: the steps at the measured rate and the evaluations still to come.")
     metrics: dict[str, float] | None = Field(None, description="Latest validation metrics, e.g. val_loss, val_accuracy.")
     stepSeconds: float | None = Field(None, ge=0, description="Wall time spent in training steps by this attempt (evaluation excluded): calibrates later plans.")
     samplesSeen: int | None = Field(None, ge=0, description="Samples trained on by this attempt, over all workers.")

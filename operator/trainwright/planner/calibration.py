@@ -4,10 +4,14 @@ A finished run leaves a `Run`: on which device type, with which strategy, how la
 the work the planner's formula counts for it (6 x parameters x tokens, x 2/3 on a frozen base),
 how long its training steps took, and how long everything else took (start-up, evaluation,
 checkpoints at the end, saving). Runs of the same device type, strategy and model size class
-(parameters by decade) calibrate each other: their median utilisation of the device against
-the formula, and their median overhead in seconds, replace the catalog's assumed utilisation
-and the default overheads. Pure, but for the file functions at the end: `trainwright run` keeps
-its records in a file (the operator in a ConfigMap).
+(parameters by decade) calibrate each other: their utilisation of the device against the
+formula, and their median overhead in seconds, replace the catalog's assumed utilisation and
+the default overheads. Within a decade a larger model uses the device better (larger matrices,
+the same per-step costs spread over more work), so when the runs have different sizes their
+utilisation is fitted against size (a line in log-log, Theil-Sen: the median of the pairwise
+slopes, so one odd run moves it little) and read at the planned size, never beyond the sizes
+measured; runs all of one size give their median. Pure, but for the file functions at the end:
+`trainwright run` keeps its records in a file (the operator in a ConfigMap).
 """
 
 from __future__ import annotations
@@ -58,10 +62,28 @@ class Fit:
     runs: int
     kind: tuple[str, str, str]
 
+    sizes: int = 1  # distinct parameter counts among the runs
+
     def describe(self) -> str:
         gpu_type, strategy, size = self.kind
+        fitted = f" (fitted to size over {self.sizes} sizes)" if self.sizes > 1 else ""
         return (f"calibrated from {self.runs} run{'s' if self.runs != 1 else ''} of {strategy} on {gpu_type} "
-                f"at {size}+ parameters: {self.utilization:.1%} utilisation, {self.overhead_seconds:.0f} s overhead")
+                f"at {size}+ parameters: {self.utilization:.1%} utilisation{fitted}, "
+                f"{self.overhead_seconds:.0f} s overhead")
+
+
+def utilization_at(runs: list[Run], parameters: int) -> float:
+    """The runs' utilisation read at ``parameters``: their median when they are all of one
+    size, else a Theil-Sen line through (log parameters, log utilisation), read within the
+    sizes measured."""
+    points = [(math.log(run.parameters), math.log(run.utilization)) for run in runs]
+    slopes = [(v2 - v1) / (s2 - s1) for i, (s1, v1) in enumerate(points) for s2, v2 in points[i + 1:] if s2 != s1]
+    if not slopes:
+        return statistics.median(run.utilization for run in runs)
+    slope = statistics.median(slopes)
+    intercept = statistics.median(v - slope * s for s, v in points)
+    size = min(max(math.log(parameters), min(s for s, _ in points)), max(s for s, _ in points))
+    return math.exp(intercept + slope * size)
 
 
 @dataclass
@@ -75,8 +97,8 @@ class Calibration:
                 and run.step_seconds > 0]
         if not same:
             return None
-        return Fit(statistics.median(run.utilization for run in same),
-                   statistics.median(run.overhead_seconds for run in same), len(same), kind)
+        return Fit(utilization_at(same, parameters), statistics.median(run.overhead_seconds for run in same),
+                   len(same), kind, sizes=len({run.parameters for run in same}))
 
     def add(self, run: Run) -> Calibration:
         """With ``run``, keeping the newest RUNS_PER_KIND of its kind."""

@@ -255,6 +255,19 @@ def _gathered(value, world: int, group) -> list:
     return values
 
 
+FORWARD_SHARE = 1 / 3  # a forward pass is about a third of a training step's work (2N of 6N FLOPs a token)
+
+
+def seconds_left(steps_left: int, step_seconds: float, evaluations_left: int, evaluation_seconds: float | None,
+                 validation_samples: int, samples_per_step: int) -> float:
+    """The run's ETA: the steps left at the measured rate, and the evaluations still to come at
+    the last one's measured time or, before the first, a forward pass over the validation set at
+    the steps' speed. Without the evaluations a projection made early comes in short."""
+    if evaluation_seconds is None:
+        evaluation_seconds = validation_samples / samples_per_step * step_seconds * FORWARD_SHARE
+    return steps_left * step_seconds + evaluations_left * evaluation_seconds
+
+
 class DataWait:
     """Time the loop spends getting batches ready (reading, collating, copying to the device),
     per report interval: the input pipeline's share of each step."""
@@ -373,6 +386,8 @@ def train(
     run_start, run_steps, samples, tokens = time.perf_counter(), 0, 0, 0
     interrupted = False
     waiting = DataWait()
+    evaluating = validation is not None and len(validation) > 0
+    evaluation_seconds = None  # the last evaluation's, for the ETA
 
     def report(epoch: int) -> None:
         nonlocal loss_sum, loss_terms, last_loss
@@ -385,11 +400,14 @@ def train(
             return
         elapsed = time.perf_counter() - run_start
         rate = run_steps / elapsed if elapsed > 0 and run_steps else None
+        evaluations_left = max(0, min(config.epochs, total // per_epoch) - state.epochs_done) if evaluating else 0
         metrics = {**{k: v for k, v in state.metrics.items() if k.startswith("val_")}, **wait}
         reporter.on_step(Progress(
             step=state.step, totalSteps=total, epoch=epoch, ratio=round(state.step / total, 4) if total else None, loss=last_loss,
             samplesPerSecond=rate * samples_per_step if rate else None,
-            etaSeconds=(total - state.step) / rate if rate else None,
+            etaSeconds=seconds_left(total - state.step, 1 / rate, evaluations_left, evaluation_seconds,
+                                    len(validation) if evaluating else 0,
+                                    config.batch_size * config.grad_accum) if rate else None,
             metrics=metrics or None, updatedAt=now_rfc3339(),
             stepSeconds=round(elapsed, 3), samplesSeen=samples,
         ))
@@ -449,11 +467,12 @@ def train(
         if interrupted:
             break
         seconds = time.perf_counter() - run_start
-        if validation is not None and len(validation) and state.step == (epoch + 1) * per_epoch:
+        if evaluating and state.step == (epoch + 1) * per_epoch:
             measured = evaluate(model, validation, config, device, num_labels, stop=stop_agreed)
             if measured is None:  # stopped in the middle: a resumed run evaluates this epoch again
                 interrupted = True
                 break
+            evaluation_seconds = time.perf_counter() - run_start - seconds
             state.metrics = {"epoch": float(epoch), **measured}
             if reporter and rank == 0:
                 reporter.on_eval(state.metrics)
