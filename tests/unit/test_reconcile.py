@@ -28,12 +28,12 @@ def test_no_launcher_means_create_it(job_dict):
     assert decision.create_launcher and decision.status["phase"] == "Pending"
 
 
-def test_running_pods_make_the_job_running_and_set_start_time(job_dict):
+def test_running_pods_make_the_job_running_and_set_start_time_without_an_event(job_dict):
     decision = reconcile(spec_of(job_dict), {"phase": "Pending"}, observe(running=1, seconds=10), PRICE)
     assert decision.status["phase"] == "Running"
     assert decision.status["startTime"] == rfc3339(NOW)
     assert decision.status["cost"]["gpuSeconds"] == 10 and decision.status["cost"]["usd"] == pytest.approx(0.01)
-    assert decision.events == [("Normal", "Running", "1 pod(s) running")]
+    assert decision.status["conditions"][-1]["reason"] == "TrainerRunning" and decision.events == []
 
 
 def test_completed_launcher_means_succeeded(job_dict):

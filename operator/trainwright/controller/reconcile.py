@@ -201,7 +201,10 @@ def reconcile(spec: TrainingJobSpec, status: dict, observed: Observed, price_per
     if risk_event:
         decision.events.append(risk_event)
     old_reason = _phase_reason(status)
-    if phase != old_phase or (reason in _WAIT_REASONS and reason != old_reason):
+    # Events tell of what a user acts on: waiting, stopping, the outcome. A pod starting is the
+    # ordinary course (the condition keeps when), and an Event for it is one more write for
+    # every job, as the Job controller and Kubeflow's trainers also judge.
+    if (phase != old_phase and phase != "Running") or (reason in _WAIT_REASONS and reason != old_reason):
         kind = "Warning" if phase in ("Failed", "BudgetExceeded") else "Normal"
         decision.events.append((kind, reason if reason in _WAIT_REASONS else phase, message or phase))
     waiting_for_missing = not launcher.exists and bool(observed.missing) and phase == "Pending"
