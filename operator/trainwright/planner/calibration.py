@@ -61,7 +61,6 @@ class Fit:
     overhead_seconds: float
     runs: int
     kind: tuple[str, str, str]
-
     sizes: int = 1  # distinct parameter counts among the runs
 
     def describe(self) -> str:
@@ -94,7 +93,7 @@ class Calibration:
         """Medians of the runs of this kind; None when there is none."""
         kind = kind_of(gpu_type, strategy, parameters)
         same = [run for run in self.runs if kind_of(run.gpu_type, run.strategy, run.parameters) == kind
-                and run.step_seconds > 0]
+                and run.step_seconds > 0 and run.formula_flops > 0]
         if not same:
             return None
         return Fit(utilization_at(same, parameters), statistics.median(run.overhead_seconds for run in same),
