@@ -32,6 +32,7 @@ from pathlib import Path
 from trainwright.api import parse_job
 from trainwright.api.status import Plan
 from trainwright.controller.projection import project
+from trainwright.controller.reconcile import parse_time
 from trainwright.planner import Calibration, default_catalog, plan_job
 from trainwright.planner.catalog import CPU
 
@@ -71,9 +72,9 @@ def projection_error(output: Path, wall_seconds: float) -> float:
     events = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     steps = [e for e in events if e["event"] == "step" and e.get("ratio") is not None]
     report = next(e for e in steps if e["ratio"] >= PROJECT_AT)
-    ended = datetime.fromisoformat(steps[-1]["updatedAt"].replace("Z", "+00:00"))
+    ended = parse_time(steps[-1]["updatedAt"])
     start = ended - timedelta(seconds=wall_seconds)  # the run's start, as the last report dates it
-    at = datetime.fromisoformat(report["updatedAt"].replace("Z", "+00:00"))
+    at = parse_time(report["updatedAt"])
     accrued = (at - start).total_seconds() * PRICE / 3600
     projection = project(report, accrued, 1, PRICE, start, at)
     final = wall_seconds * PRICE / 3600
@@ -171,13 +172,12 @@ def pod_rounds(rounds: int) -> list[dict]:
             def at_quarter(now: dict) -> None:
                 progress, start = now.get("progress") or {}, now.get("startTime")
                 if not projected and start and (progress.get("ratio") or 0) >= PROJECT_AT:
-                    at, began = datetime.now(timezone.utc), datetime.fromisoformat(start.replace("Z", "+00:00"))
+                    at, began = datetime.now(timezone.utc), parse_time(start)
                     accrued = (at - began).total_seconds() * PRICE / 3600
                     projected.append(project(progress, accrued, 1, PRICE, began, at).cost_usd)
 
             final = finish(f"b{round_}", at_quarter)
-            measured = (datetime.fromisoformat(final["completionTime"].replace("Z", "+00:00"))
-                        - datetime.fromisoformat(final["startTime"].replace("Z", "+00:00"))).total_seconds()
+            measured = (parse_time(final["completionTime"]) - parse_time(final["startTime"])).total_seconds()
             formula = plan_job(parse_job(second).spec, CATALOG)
             rows.append(row(round_, formula.estimatedSeconds, plan, measured,
                             error(projected[0], final["cost"]["usd"]) if projected else float("nan")))
@@ -198,9 +198,9 @@ def main() -> int:
     def median(key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
-    seconds = POD_SECOND_JOBS[:args.rounds] if args.real_pods else [SECOND_JOB]
+    second_jobs = POD_SECOND_JOBS[:args.rounds] if args.real_pods else [SECOND_JOB]
     print(f"\n{args.rounds} rounds{' on real pods' if args.real_pods else ''}, medians. Calibration job A: "
-          f"{describe(CALIBRATION_JOB)}; job B: {'; '.join(describe(b) for b in seconds)}")
+          f"{describe(CALIBRATION_JOB)}; job B: {'; '.join(describe(b) for b in second_jobs)}")
     checks = [("estimated time, calibrated", median("calibrated_error"), TIME_TARGET),
               ("estimated time, FLOPs formula only (for comparison)", median("formula_error"), None),
               (f"projected cost at {PROJECT_AT:.0%} progress", median("projection_error"), PROJECTION_TARGET)]

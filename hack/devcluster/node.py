@@ -160,7 +160,7 @@ class RealNodeCluster(ControlPlane):
         self.timings: dict[str, float] = {}
         self._lock_file: Any = None
 
-    def install_chart(self, chart: Path | str, release: str, namespace: str, *extra: str) -> float:
+    def install_chart(self, chart: Path | str, release: str, namespace: str) -> float:
         """``helm install`` of the chart into a restricted namespace, with the operator and trainer
         images built here (never pulled); seconds until its Deployment is Ready by its probes."""
         began = time.monotonic()
@@ -170,7 +170,7 @@ class RealNodeCluster(ControlPlane):
                   "--set", f"image.repository={operator.ref.rsplit(':', 1)[0]}", "--set", f"image.tag={operator.key}",
                   "--set", "image.pullPolicy=Never",
                   "--set", f"trainerImage.repository={trainer.ref.rsplit(':', 1)[0]}",
-                  "--set", f"trainerImage.tag={trainer.key}", *extra, timeout=180)
+                  "--set", f"trainerImage.tag={trainer.key}", timeout=180)
         self.kubectl("rollout", "status", f"deployment/{release}", "-n", namespace, "--timeout=180s", timeout=200)
         return time.monotonic() - began
 
